@@ -1,0 +1,47 @@
+# refdesk: `make run` serves the demo, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_STAMP := $(VENV)/.installed
+DEV_ENV := DEBUG=1
+
+.PHONY: run test lint format install clean bench load
+
+$(PIP_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(PIP_STAMP)
+
+install: $(PIP_STAMP)
+
+## Serve the app on SQLite with demo data at http://127.0.0.1:8000/
+run: $(PIP_STAMP)
+	$(DEV_ENV) $(BIN)/python manage.py migrate --noinput
+	$(DEV_ENV) $(BIN)/python manage.py seed_demo
+	$(DEV_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+## The whole suite (unit, HTTP and browser tests) on DATABASE_URL (SQLite by default)
+test: $(PIP_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(DEV_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+## Benchmark at BENCH_N references (default 1,000,000) in its own PostgreSQL database: bench/README.md
+bench: $(PIP_STAMP)
+	$(BIN)/python -m bench.run
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache db.sqlite3*
+
+## 50 clients for 60 s against gunicorn on PostgreSQL, restarting PostgreSQL midway: bench/README.md
+load: $(PIP_STAMP)
+	$(BIN)/python -m bench.load_faults

@@ -1,0 +1,180 @@
+"""Response headers and database-outage handling that apply to every request.
+
+Content-Security-Policy: Django 5.2 has none built in, so this small middleware sends
+`settings.CONTENT_SECURITY_POLICY` on every response. A view that truly needs a looser policy
+(e.g. the API docs page, whose Swagger UI sets inline styles) gets it by its view name in
+`settings.CONTENT_SECURITY_POLICY_VIEW_EXTRA`, or by wrapping itself in `csp_update(...)`:
+the exception then covers that one view, not a path prefix.
+
+Database outages: an OperationalError / InterfaceError (PostgreSQL restarting, a dropped
+connection) becomes a 503 with a clear page, or JSON under /api/, instead of a 500. Django
+then discards the broken connection at the end of the request (CONN_HEALTH_CHECKS), so the
+app recovers by itself once the database is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from functools import wraps
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+from django.views import defaults
+
+logger = logging.getLogger("refdesk.security")
+
+CSP_HEADER = "Content-Security-Policy"
+
+
+def build_policy(directives: dict[str, str | list[str] | tuple[str, ...]]) -> str:
+    parts = []
+    for name, sources in directives.items():
+        value = sources if isinstance(sources, str) else " ".join(sources)
+        parts.append(f"{name} {value}".strip())
+    return "; ".join(parts)
+
+
+def csp_update(**directives):
+    """Decorate a view to extend the site policy for that view only.
+
+    `@csp_update(style_src=["'unsafe-inline'"])` adds sources to `style-src`; underscores in
+    directive names become dashes.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            response = view(request, *args, **kwargs)
+            extra = {name.replace("_", "-"): sources for name, sources in directives.items()}
+            response[CSP_HEADER] = extended_policy(extra)
+            return response
+
+        return wrapped
+
+    return decorator
+
+
+def extended_policy(extra: dict) -> str:
+    policy = {k: list(v) for k, v in settings.CONTENT_SECURITY_POLICY.items()}
+    for name, sources in extra.items():
+        policy[name] = [*policy.get(name, []), *sources]
+    return build_policy(policy)
+
+
+class SecurityHeadersMiddleware:
+    """Adds the site's Content-Security-Policy and Permissions-Policy unless a view set its own.
+
+    `settings.CONTENT_SECURITY_POLICY_VIEW_EXTRA` adds sources for one named view (e.g. the API
+    docs page): matched on the resolved view name, so no other page gets them.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.policy = build_policy(settings.CONTENT_SECURITY_POLICY)
+        self.view_policies = {
+            name: extended_policy(extra)
+            for name, extra in getattr(settings, "CONTENT_SECURITY_POLICY_VIEW_EXTRA", {}).items()
+        }
+        self.permissions_policy = getattr(settings, "PERMISSIONS_POLICY", "")
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if CSP_HEADER not in response:
+            match = getattr(request, "resolver_match", None)
+            view_name = match.view_name if match else None
+            response[CSP_HEADER] = self.view_policies.get(view_name, self.policy)
+        if self.permissions_policy and "Permissions-Policy" not in response:
+            response["Permissions-Policy"] = self.permissions_policy
+        return response
+
+
+# --- database outages -------------------------------------------------------------------
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = "5"
+
+UNAVAILABLE_HTML = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>refdesk is briefly unavailable</title>
+  <link rel="stylesheet" href="{css}">
+</head>
+<body>
+  <main id="main" class="page auth-page">
+    <div class="card auth-card">
+      <h1>refdesk is briefly unavailable</h1>
+      <p class="lead">The database could not be reached, so nothing was read or saved.</p>
+      <p>Wait a few seconds and try again. If you were saving a change, check afterwards
+      whether it is there before repeating it.</p>
+    </div>
+  </main>
+</body>
+</html>
+"""
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get(
+        "Accept", ""
+    )
+
+
+def _json_error(detail: str, code: str, status: int) -> JsonResponse:
+    # The API's one error shape (records.api.error_body), so clients parse a 503 like a 422.
+    return JsonResponse(
+        {"detail": detail, "code": code, "errors": [], "heldBy": None}, status=status
+    )
+
+
+def database_unavailable_response(request) -> HttpResponse:
+    """A 503 that touches neither the database nor the template engine's context processors."""
+    if _wants_json(request):
+        response = _json_error(
+            "The database is briefly unavailable; nothing was changed. Retry in a few seconds.",
+            "database_unavailable",
+            503,
+        )
+    else:
+        from django.templatetags.static import static
+
+        try:
+            css = static("css/refdesk.css")
+        except ValueError:  # manifest missing (collectstatic not run): still answer
+            css = f"{settings.STATIC_URL}css/refdesk.css"
+        response = HttpResponse(UNAVAILABLE_HTML.format(css=css), status=503)
+    response["Retry-After"] = RETRY_AFTER_SECONDS
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    """Turns a database connection failure raised by a view into a 503."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, DATABASE_ERRORS):
+            logger.warning(
+                "Database unavailable on %s %s: %s", request.method, request.path, exception
+            )
+            return database_unavailable_response(request)
+        return None
+
+
+def server_error(request, template_name=defaults.ERROR_500_TEMPLATE_NAME):
+    """handler500: a failure outside views (a middleware saving the session while the database
+    is down) reaches here with the exception still being handled, so it can become a 503 too."""
+    error = sys.exc_info()[1]
+    if isinstance(error, DATABASE_ERRORS):
+        return database_unavailable_response(request)
+    if _wants_json(request):
+        return _json_error("Something went wrong on our side.", "server_error", 500)
+    return defaults.server_error(request, template_name)

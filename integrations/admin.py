@@ -1,0 +1,222 @@
+"""The Django admin for resellers: each reseller's staff see and edit only their own tenants.
+
+Superusers see everything. Scoping happens in one mixin (queryset, FK choices, object
+permissions), the admin's equivalent of the app's TenantMixin.
+"""
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+from django.template.response import TemplateResponse
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
+
+from . import apikeys
+from .forms import AdminLoginForm
+from .models import Connection, Connector, Integration, Membership, Reseller, Tenant
+
+# The admin's own log-in page is throttled like the main one.
+admin.site.login_form = AdminLoginForm
+
+
+def is_reseller_staff(user) -> bool:
+    return user.is_active and user.is_staff and user.resellers.exists()
+
+
+class ResellerScopedAdmin(admin.ModelAdmin):
+    """Limits rows and foreign-key choices to the user's resellers.
+
+    `reseller_path` is the lookup from the model to its Reseller.
+    """
+
+    reseller_path: str = "tenant__reseller"
+
+    def _scope(self, queryset, request, path: str):
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{f"{path}__in": request.user.resellers.all()})
+
+    def get_queryset(self, request):
+        return self._scope(super().get_queryset(request), request, self.reseller_path)
+
+    def get_list_filter(self, request):
+        """Sidebar filters on relations offer only values of the user's own rows: a plain
+        RelatedFieldListFilter would list every reseller's tenants and connections."""
+        filters = super().get_list_filter(request)
+        if request.user.is_superuser:
+            return filters
+        return [
+            (item, admin.RelatedOnlyFieldListFilter)
+            if isinstance(item, str) and get_fields_from_path(self.model, item)[-1].is_relation
+            else item
+            for item in filters
+        ]
+
+    def _may_use(self, request, obj=None) -> bool:
+        if request.user.is_superuser:
+            return True
+        if not is_reseller_staff(request.user):
+            return False
+        return obj is None or self.get_queryset(request).filter(pk=obj.pk).exists()
+
+    def has_module_permission(self, request):
+        return self._may_use(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._may_use(request, obj)
+
+    def has_add_permission(self, request):
+        return self._may_use(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may_use(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may_use(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        model = db_field.related_model
+        if model is Reseller:
+            kwargs["queryset"] = self._scope(Reseller.objects.all(), request, "pk")
+        elif model is Tenant:
+            kwargs["queryset"] = self._scope(Tenant.objects.all(), request, "reseller")
+        elif model is Connection:
+            kwargs["queryset"] = self._scope(
+                Connection.objects.select_related("tenant"), request, "tenant__reseller"
+            )
+        elif model is get_user_model() and not request.user.is_superuser:
+            # Reseller staff pick among their tenants' users; creating users is for superusers.
+            resellers = request.user.resellers.all()
+            kwargs["queryset"] = (
+                get_user_model()
+                .objects.filter(
+                    Q(memberships__tenant__reseller__in=resellers) | Q(resellers__in=resellers)
+                )
+                .distinct()
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Reseller)
+class ResellerAdmin(ResellerScopedAdmin):
+    reseller_path = "pk"
+    list_display = ["name", "tenant_count"]
+    search_fields = ["name"]
+    filter_horizontal = ["staff"]
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if request.user.is_superuser else ["name", "staff"]
+
+    @admin.display(description="Tenants")
+    def tenant_count(self, obj):
+        return obj.tenants.count()
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Tenant)
+class TenantAdmin(ResellerScopedAdmin):
+    reseller_path = "reseller"
+    list_display = ["name", "slug", "reseller", "created_at"]
+    list_filter = ["reseller"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    autocomplete_fields = ["reseller"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(ResellerScopedAdmin):
+    list_display = ["user", "tenant", "role"]
+    list_filter = ["role", "tenant__reseller", "tenant"]
+    search_fields = ["user__username", "user__email", "tenant__name"]
+    autocomplete_fields = ["tenant"]
+    list_select_related = ["user", "tenant"]
+
+
+@admin.register(Connector)
+class ConnectorAdmin(admin.ModelAdmin):
+    list_display = ["name", "code", "category", "is_native"]
+    list_filter = ["category", "is_native"]
+    search_fields = ["name", "code"]
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser or is_reseller_staff(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        # Reseller staff read the catalogue (to pick connectors); only superusers change it.
+        return self.has_module_permission(request)
+
+
+@admin.register(Connection)
+class ConnectionAdmin(ResellerScopedAdmin):
+    list_display = ["name", "connector", "tenant", "connection_id", "active"]
+    list_filter = ["active", "connector__category", "connector", "tenant__reseller"]
+    search_fields = ["name", "connection_id", "tenant__name"]
+    readonly_fields = ["connection_id", "api_key_status"]
+    autocomplete_fields = ["tenant", "connector"]
+    list_select_related = ["connector", "tenant"]
+    actions = ["rotate_api_key"]
+
+    @admin.display(description="API key")
+    def api_key_status(self, obj):
+        if obj.pk is None or not obj.connector.is_api:
+            return "Only connections of an API connector have keys."
+        if not obj.api_key_digest:
+            return "No key yet. Use the action “Rotate API key” in the list to make one."
+        rotated = date_format(localtime(obj.api_key_rotated_at), "DATETIME_FORMAT")
+        return (
+            f"Last rotated {rotated}; stored hashed, shown only once. For a new key, use the "
+            "action “Rotate API key” in the list (the old key stops working)."
+        )
+
+    @admin.action(description="Rotate API key (the old key stops working)", permissions=["change"])
+    def rotate_api_key(self, request, queryset):
+        """Show the new keys on the response page itself: never stored, not even in a message
+        cookie or the session, and gone once the page is left."""
+        rotated, skipped = [], []
+        for connection in queryset.select_related("connector", "tenant"):
+            if connection.connector.is_api:
+                rotated.append((connection, apikeys.rotate_key(connection)))
+            else:
+                skipped.append(connection)
+        if skipped:
+            self.message_user(
+                request,
+                "Not rotated (not API connections): " + ", ".join(str(c) for c in skipped),
+                level=messages.WARNING,
+            )
+        if not rotated:
+            return None
+        response = TemplateResponse(
+            request,
+            "admin/integrations/connection/api_key_rotated.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "New API keys",
+                "opts": self.model._meta,
+                "rotated": rotated,
+                "api_url": request.build_absolute_uri("/api/v1/"),
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@admin.register(Integration)
+class IntegrationAdmin(ResellerScopedAdmin):
+    list_display = ["name", "tenant", "source", "target", "entity_types"]
+    list_filter = ["tenant__reseller", "tenant"]
+    search_fields = ["name", "tenant__name", "source__name", "target__name"]
+    autocomplete_fields = ["tenant", "source", "target"]
+    list_select_related = ["tenant", "source", "target"]

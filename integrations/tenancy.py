@@ -1,0 +1,51 @@
+"""The one place that decides which tenant a request acts on.
+
+Views inherit TenantMixin: it resolves the tenant from the URL's slug and the user's
+membership, so another tenant's slug (or any object under it) is a 404, never a 403 that
+would tell an outsider the tenant exists. Querysets are then scoped with `for_tenant`.
+"""
+
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+
+from .models import Membership
+
+
+def membership_for(user, tenant_slug: str) -> Membership:
+    if not user.is_authenticated:
+        raise Http404
+    return get_object_or_404(
+        Membership.objects.select_related("tenant", "tenant__reseller"),
+        user=user,
+        tenant__slug=tenant_slug,
+    )
+
+
+class TenantMixin(LoginRequiredMixin):
+    """Sets `request.tenant` and `request.membership` from the URL's `tenant_slug`."""
+
+    admin_required = False
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        membership = membership_for(request.user, kwargs["tenant_slug"])
+        request.tenant = membership.tenant
+        request.membership = membership
+        if self.admin_required and not membership.is_admin:
+            raise PermissionDenied("Only tenant admins may do this.")
+        return super().dispatch(request, *args, **kwargs)
+
+    @property
+    def tenant(self):
+        return self.request.tenant
+
+    def scoped(self, queryset):
+        """Restrict a model's queryset (or a queryset) to the request's tenant."""
+        manager_or_queryset = getattr(queryset, "objects", queryset)
+        return manager_or_queryset.for_tenant(self.request.tenant)
+
+    def get_object_or_404(self, queryset, **lookup):
+        return get_object_or_404(self.scoped(queryset), **lookup)

@@ -1,0 +1,299 @@
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations.models import HEX32_PATTERN, TenantQuerySet, new_hex_id
+
+# C0 controls and DEL; the services reject every Unicode control character (category Cc),
+# the database refuses at least these even if a bulk path bypasses the services.
+CONTROL_CHARACTERS_PATTERN = r"[\x01-\x1f\x7f]"
+
+
+class Record(models.Model):
+    """One entity in the platform, known to zero or more connections by their remote ids."""
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    local_id = models.CharField(max_length=32, default=new_hex_id, editable=False)
+    record_type = models.CharField(max_length=40)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_modified = models.DateTimeField(default=timezone.now)
+    last_modified_by = models.CharField(max_length=300)
+    record_source = models.CharField(
+        max_length=300, blank=True, help_text="Who created the record, in {type}/{id} form."
+    )
+    # Bumped by every change through the services; edit forms carry it (optimistic locking).
+    version = models.PositiveIntegerField(default=1)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_modified", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "local_id"], name="record_unique_local_id"),
+            models.CheckConstraint(
+                condition=Q(local_id__regex=HEX32_PATTERN), name="record_local_id_is_32_hex"
+            ),
+            models.CheckConstraint(
+                condition=Q(last_modified_by__contains="/"),
+                name="record_last_modified_by_is_type_slash_id",
+            ),
+        ]
+        indexes = [
+            # Delta sync: modifiedAtOrAfter, keyset-paginated on (last_modified, local_id).
+            models.Index(
+                fields=["tenant", "record_type", "last_modified", "local_id"],
+                name="record_delta_sync_idx",
+            ),
+            models.Index(fields=["last_modified"], name="record_last_modified_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.record_type} {self.local_id}"
+
+
+class RemoteId(models.Model):
+    """A record's id in one connection's remote system: the one source of truth for references."""
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="remote_ids")
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.CASCADE, related_name="remote_ids"
+    )
+    # Copy of record.record_type so that the uniqueness rule is one index.
+    record_type = models.CharField(max_length=40)
+    remote_id = models.CharField(max_length=255)
+    remote_ref = models.CharField(max_length=255, blank=True, default="")
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "connection", "record_type", "remote_id"],
+                name="remoteid_unique_per_connection_and_type",
+                violation_error_message="This remote id already belongs to another record.",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "record", "connection"],
+                name="remoteid_unique_connection_per_record",
+                violation_error_message="This record already has an id in this connection.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(remote_id="")
+                & ~Q(remote_id__regex=CONTROL_CHARACTERS_PATTERN)
+                & ~Q(remote_ref__regex=CONTROL_CHARACTERS_PATTERN),
+                name="remoteid_not_empty_no_control_characters",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["tenant", "connection", "record_type", "remote_ref"],
+                name="remoteid_ref_lookup_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.remote_id
+
+
+class CustomData(models.Model):
+    class Type(models.TextChoices):
+        STRING = "string", "string"
+        BOOL = "bool", "bool"
+        INTEGER = "integer", "integer"
+        DECIMAL = "decimal", "decimal"
+        JSON = "json", "json"
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="custom_data")
+    connection = models.ForeignKey(
+        "integrations.Connection",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="custom_data",
+        help_text="Empty when the entry is not scoped to one connection.",
+    )
+    module_id = models.CharField(max_length=100)
+    key = models.CharField(max_length=200)
+    type = models.CharField(max_length=10, choices=Type.choices)
+    # The parsed value: str, bool, int, a decimal as its exact string, or any JSON.
+    value = models.JSONField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["connection_id", "module_id", "key"]
+        verbose_name_plural = "custom data"
+        constraints = [
+            # Two partial indexes rather than NULLS NOT DISTINCT: that holds on SQLite too.
+            models.UniqueConstraint(
+                fields=["tenant", "record", "connection", "module_id", "key"],
+                condition=Q(connection__isnull=False),
+                name="customdata_unique_key_per_connection",
+                violation_error_message="This record already has this custom data key.",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "record", "module_id", "key"],
+                condition=Q(connection__isnull=True),
+                name="customdata_unique_unscoped_key",
+                violation_error_message="This record already has this custom data key.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(module_id="")
+                & ~Q(key="")
+                & ~Q(module_id__contains="|")
+                & ~Q(key__contains="|"),
+                name="customdata_module_and_key_without_pipe",
+            ),
+            models.CheckConstraint(
+                condition=Q(type__in=["string", "bool", "integer", "decimal", "json"]),
+                name="customdata_type_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_key
+
+    @property
+    def connection_key(self) -> str:
+        return self.connection.connection_id if self.connection_id else ""
+
+    @property
+    def full_key(self) -> str:
+        return f"{self.connection_key}|{self.module_id}|{self.key}"
+
+
+class Batch(models.Model):
+    """One bulk change (delete, delete all, import, accepted suggestions) that can be undone."""
+
+    class Kind(models.TextChoices):
+        DELETE = "delete", "Delete"
+        DELETE_ALL = "delete_all", "Delete all"
+        IMPORT = "import", "Import"
+        LINK_SUGGESTIONS = "link_suggestions", "Accept suggested links"
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    actor = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    integration = models.ForeignKey(
+        "integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    record_type = models.CharField(max_length=40, blank=True)
+    row_count = models.PositiveIntegerField(default=0)
+    description = models.CharField(max_length=300, blank=True)
+    restored_at = models.DateTimeField(null=True, blank=True)
+    restored_by = models.CharField(max_length=300, blank=True)
+    # What restoring needs beyond the BatchChange rows: records the batch created
+    # ("created_record_ids", deleted again when left without ids) or removed
+    # ("removed_records": snapshots put back with the same local_id).
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "batches"
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="batch_recent_idx")]
+
+    def __str__(self) -> str:
+        return self.description or f"{self.get_kind_display()} ({self.row_count})"
+
+    @property
+    def is_restored(self) -> bool:
+        return self.restored_at is not None
+
+
+class BatchChange(models.Model):
+    """A remote-id row a batch removed or added: what restoring the batch puts back or takes away.
+
+    Written set-based (INSERT ... SELECT), so a delete-all of a million rows is two statements.
+    """
+
+    class Change(models.TextChoices):
+        REMOVED = "removed", "Removed"
+        ADDED = "added", "Added"
+
+    # No database foreign keys (db_constraint=False): a delete-all writes 256k of these rows
+    # and PostgreSQL checked 4 keys per row at commit. Deletes still cascade (Django's
+    # collector does that, not the database; nothing deletes these parents with raw SQL),
+    # and restoring puts rows back through RemoteId, whose own foreign keys check them.
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, db_constraint=False)
+    batch = models.ForeignKey(
+        Batch, on_delete=models.CASCADE, related_name="changes", db_constraint=False
+    )
+    change = models.CharField(max_length=10, choices=Change.choices)
+    record = models.ForeignKey(
+        Record, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    record_type = models.CharField(max_length=40)
+    remote_id = models.CharField(max_length=255)
+    remote_ref = models.CharField(max_length=255, blank=True, default="")
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "batch", "change"], name="batchchange_batch_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.change} {self.remote_id}"
+
+
+class AuditEntry(models.Model):
+    """Who changed which remote id or custom data, when, and the values before and after."""
+
+    class Action(models.TextChoices):
+        ADD = "add", "Added reference"
+        EDIT = "edit", "Edited reference"
+        DELETE = "delete", "Deleted reference"
+        DELETE_ALL = "delete_all", "Deleted all references"
+        IMPORT = "import", "Imported references"
+        RESTORE = "restore", "Restored"
+        LINK = "link", "Linked suggested record"
+        RECORD_CREATE = "record_create", "Created record"
+        RECORD_UPDATE = "record_update", "Updated record"
+        REMOTE_ID_SET = "remote_id_set", "Set remote id"
+        CUSTOM_DATA_SET = "custom_data_set", "Set custom data"
+        CUSTOM_DATA_DELETE = "custom_data_delete", "Deleted custom data"
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    created_at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=300)
+    action = models.CharField(max_length=24, choices=Action.choices)
+    # Bulk actions write one entry for the whole batch with no record.
+    record = models.ForeignKey(
+        Record, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries"
+    )
+    local_id = models.CharField(max_length=32, blank=True)
+    record_type = models.CharField(max_length=40, blank=True)
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    integration = models.ForeignKey(
+        "integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    batch = models.ForeignKey(
+        Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries"
+    )
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    summary = models.CharField(max_length=500, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["tenant", "record", "-created_at"], name="audit_record_idx"),
+            models.Index(fields=["tenant", "-created_at"], name="audit_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.local_id}"

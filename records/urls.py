@@ -1,0 +1,34 @@
+from django.urls import path, re_path
+
+from . import views
+
+app_name = "records"
+
+LOCAL_ID = r"(?P<local_id>[0-9a-f]{32})"
+
+urlpatterns = [
+    # A local id is 32 hex characters; record types never are, so these patterns come first.
+    re_path(rf"^records/{LOCAL_ID}/$", views.RecordDetailView.as_view(), name="detail"),
+    re_path(
+        rf"^records/{LOCAL_ID}/custom-data/add/$",
+        views.CustomDataAddView.as_view(),
+        name="custom-data-add",
+    ),
+    re_path(
+        rf"^records/{LOCAL_ID}/custom-data/(?P<custom_data_id>[0-9]+)/$",
+        views.CustomDataItemView.as_view(),
+        name="custom-data-item",
+    ),
+    re_path(
+        rf"^records/{LOCAL_ID}/custom-data/(?P<custom_data_id>[0-9]+)/edit/$",
+        views.CustomDataEditView.as_view(),
+        name="custom-data-edit",
+    ),
+    re_path(
+        rf"^records/{LOCAL_ID}/custom-data/(?P<custom_data_id>[0-9]+)/delete/$",
+        views.CustomDataDeleteView.as_view(),
+        name="custom-data-delete",
+    ),
+    path("records/", views.RecordIndexView.as_view(), name="index"),
+    path("records/<slug:record_type>/", views.RecordListView.as_view(), name="list"),
+]

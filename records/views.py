@@ -1,0 +1,375 @@
+"""The Records pages: a list per record type and one page per record (remote ids across every
+connection, custom data, data, history). Views declare; rules live in services.py."""
+
+import json
+from itertools import groupby
+
+from django.contrib import messages
+from django.db.models import Prefetch
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import urlencode
+from django.views import View
+from django.views.generic import TemplateView
+from django_htmx.http import reswap, retarget
+
+from integrations.models import EntityType, Integration
+from integrations.tenancy import TenantMixin
+from integrations.views import ENTITY_SLUGS
+from references.selectors import DEFAULT_PAGE_SIZE, PAGE_SIZES, page_of
+
+from .filters import RecordFilterSet
+from .forms import CustomDataAddForm, CustomDataEditForm, owned_by_connector
+from .models import CustomData, Record, RemoteId
+from .queries import STANDARD_TYPES, record_history, record_type_tabs, type_label
+from .services import Actor, delete_custom_data
+from .validation import RECORD_TYPE_PATTERN
+
+HISTORY_LIMIT = 100
+
+
+def _positive_int(value, default: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return default
+    return number if number > 0 else default
+
+
+def references_url(tenant_slug: str, integration, record_type: str, remote_id: str) -> str:
+    """The References page of one integration, searching for `remote_id` ("" if none)."""
+    slug = ENTITY_SLUGS.get(record_type)
+    if slug is None:
+        return ""
+    url = reverse(
+        "references:list",
+        kwargs={"tenant_slug": tenant_slug, "integration_id": integration.pk, "entity": slug},
+    )
+    return f"{url}?{urlencode({'q': remote_id})}"
+
+
+class HtmxPartialMixin:
+    """The same URL renders the full page, or only the part htmx asked for."""
+
+    partial_template_name: str
+
+    def get_template_names(self):
+        htmx = getattr(self.request, "htmx", None)
+        if htmx and not htmx.history_restore_request:
+            return [self.partial_template_name]
+        return super().get_template_names()
+
+    def render_to_response(self, context, **kwargs):
+        response = super().render_to_response(context, **kwargs)
+        patch_vary_headers(response, ["HX-Request"])
+        return response
+
+
+class RecordIndexView(TenantMixin, View):
+    """/records/ opens the first tab."""
+
+    def get(self, request, *args, **kwargs):
+        first = STANDARD_TYPES[0]
+        return HttpResponseRedirect(reverse("records:list", args=[self.tenant.slug, first]))
+
+
+class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
+    """Records of one type: tabs, filters, search and pages without counting the whole set."""
+
+    template_name = "records/record_list.html"
+    partial_template_name = "records/partials/record_table.html"
+
+    def get_context_data(self, **kwargs):
+        record_type = self.kwargs["record_type"]
+        if not RECORD_TYPE_PATTERN.match(record_type):
+            raise Http404("No such record type.")
+        queryset = (
+            self.scoped(Record)
+            .filter(record_type=record_type)
+            .order_by("-last_modified", "-local_id")  # local_id: the unique tie-breaker
+        )
+        filterset = RecordFilterSet(self.request.GET or None, queryset=queryset, tenant=self.tenant)
+        per_page = _positive_int(self.request.GET.get("per_page"), DEFAULT_PAGE_SIZE)
+        per_page = per_page if per_page in PAGE_SIZES else DEFAULT_PAGE_SIZE
+        # The References page's paging: one row more than shown says whether a next page exists.
+        result = page_of(
+            filterset.qs.prefetch_related(
+                Prefetch(
+                    "remote_ids",
+                    queryset=RemoteId.objects.select_related("connection").order_by(
+                        "connection__name", "connection_id"
+                    ),
+                )
+            ),
+            _positive_int(self.request.GET.get("page"), 1),
+            per_page,
+        )
+        page, has_next, records = result.number, result.has_next, result.rows
+        filtered = any(
+            filterset.form.data.get(name) for name in filterset.filters if filterset.form.data
+        )
+        kwargs["record_type"] = record_type
+        return super().get_context_data(
+            type_label=type_label(record_type),
+            tabs=record_type_tabs(self.tenant, record_type),
+            filterset=filterset,
+            filtered=filtered,
+            records=records,
+            page=page,
+            per_page=per_page,
+            page_sizes=PAGE_SIZES,
+            default_per_page=DEFAULT_PAGE_SIZE,
+            has_next=has_next,
+            has_previous=result.has_previous,
+            first_index=result.start,
+            last_index=result.end,
+            **kwargs,
+        )
+
+
+# --- one record ------------------------------------------------------------------------
+
+
+class RecordMixin(TenantMixin):
+    """Resolves the record from the URL within the request's tenant (another tenant's: 404)."""
+
+    def get_record(self) -> Record:
+        if not hasattr(self, "_record"):
+            self._record = self.get_object_or_404(Record, local_id=self.kwargs["local_id"])
+        return self._record
+
+    def get_item(self) -> CustomData:
+        return self.get_object_or_404(
+            CustomData.objects.select_related("connection__connector", "record"),
+            record=self.get_record(),
+            pk=self.kwargs["custom_data_id"],
+        )
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.for_user(self.request.user)
+
+    def detail_url(self, anchor: str = "") -> str:
+        record = self.get_record()
+        url = reverse("records:detail", args=[self.tenant.slug, record.local_id])
+        return f"{url}#{anchor}" if anchor else url
+
+    # Context pieces, shared by the full page and the partials that htmx swaps in.
+
+    def remote_id_rows(self, record: Record) -> list[dict]:
+        remote_ids = list(
+            RemoteId.objects.for_tenant(self.tenant)
+            .filter(record=record)
+            .select_related("connection__connector")
+            .order_by("connection__name", "connection_id")
+        )
+        connection_ids = [row.connection_id for row in remote_ids]
+        # A record is a row of an integration's References page only when the integration's
+        # source knows it; a link to any other integration would open an empty search.
+        integrations = list(
+            Integration.objects.for_tenant(self.tenant)
+            .filter(source_id__in=connection_ids)
+            .select_related("source", "target")
+        )
+        rows = []
+        for row in remote_ids:
+            links = []
+            for integration in integrations:
+                if row.connection_id not in (integration.source_id, integration.target_id):
+                    continue
+                if record.record_type not in integration.synced_entity_types:
+                    continue
+                side = "source" if integration.source_id == row.connection_id else "target"
+                links.append(
+                    {
+                        "integration": integration,
+                        "side": side,
+                        "url": references_url(
+                            self.tenant.slug, integration, record.record_type, row.remote_id
+                        ),
+                    }
+                )
+            rows.append({"remote": row, "links": links})
+        return rows
+
+    def custom_data_groups(self, record: Record) -> list[dict]:
+        """Entries grouped by connection (unscoped first), then module, then key."""
+        items = list(
+            CustomData.objects.for_tenant(self.tenant)
+            .filter(record=record)
+            .select_related("connection__connector")
+        )
+        items.sort(
+            key=lambda i: (
+                i.connection_id is not None,
+                i.connection.name.lower() if i.connection_id else "",
+                i.connection_id or 0,
+                i.module_id,
+                i.key,
+            )
+        )
+        groups = []
+        for connection_pk, in_connection in groupby(items, key=lambda i: i.connection_id):
+            in_connection = list(in_connection)
+            modules = [
+                {
+                    "module_id": module_id,
+                    "owned_by_connector": owned_by_connector(module_id),
+                    "items": list(entries),
+                }
+                for module_id, entries in groupby(in_connection, key=lambda i: i.module_id)
+            ]
+            groups.append(
+                {
+                    "connection": in_connection[0].connection if connection_pk else None,
+                    "modules": modules,
+                    "count": len(in_connection),
+                }
+            )
+        return groups
+
+    def history_context(self, record: Record) -> dict:
+        entries = list(record_history(record)[: HISTORY_LIMIT + 1])
+        return {"history": entries[:HISTORY_LIMIT], "history_more": len(entries) > HISTORY_LIMIT}
+
+    def custom_data_context(self, record: Record, **forms) -> dict:
+        groups = self.custom_data_groups(record)
+        can_edit = self.request.membership.is_admin
+        add_form = forms.get("add_form")
+        if add_form is None and can_edit:
+            add_form = CustomDataAddForm(record=record)
+        return {
+            "record": record,
+            "custom_data_groups": groups,
+            "custom_data_count": sum(group["count"] for group in groups),
+            "can_edit": can_edit,
+            "add_form": add_form,
+            "editing": forms.get("editing"),
+            "edit_form": forms.get("edit_form"),
+            "deleting": forms.get("deleting"),
+        }
+
+    def detail_context(self, **forms) -> dict:
+        record = self.get_record()
+        return {
+            "record": record,
+            "type_label": type_label(record.record_type),
+            "type_singular": EntityType(record.record_type).name.capitalize()
+            if record.record_type in EntityType.values
+            else record.record_type.replace("_", " ").capitalize(),
+            "remote_id_rows": self.remote_id_rows(record),
+            "data_json": json.dumps(record.data, indent=2, ensure_ascii=False, sort_keys=True),
+            **self.custom_data_context(record, **forms),
+            **self.history_context(record),
+        }
+
+    def render_detail(self, status: int = 200, **forms):
+        return render(
+            self.request, "records/record_detail.html", self.detail_context(**forms), status=status
+        )
+
+    def changed_response(self, message: str):
+        """After a change: the custom data section, and out of band the header and history."""
+        if not self.request.htmx:
+            messages.success(self.request, message)
+            return HttpResponseRedirect(self.detail_url("custom-data"))
+        messages.success(self.request, message)
+        record = Record.objects.for_tenant(self.tenant).get(pk=self.get_record().pk)
+        self._record = record
+        context = {**self.custom_data_context(record), **self.history_context(record)}
+        context["record"] = record
+        response = render(self.request, "records/partials/custom_data_changed.html", context)
+        return reswap(retarget(response, "#custom-data"), "outerHTML")
+
+
+class RecordDetailView(RecordMixin, View):
+    """One record: header, remote ids in every connection, custom data, data, history."""
+
+    def get(self, request, *args, **kwargs):
+        return self.render_detail()
+
+
+class CustomDataAddView(RecordMixin, View):
+    """Admins add an entry; errors come back next to their field (422)."""
+
+    admin_required = True
+
+    def get(self, request, *args, **kwargs):
+        return HttpResponseRedirect(self.detail_url("custom-data-add"))
+
+    def post(self, request, *args, **kwargs):
+        record = self.get_record()
+        form = CustomDataAddForm(request.POST, record=record)
+        saved = form.save(record, self.actor) if form.is_valid() else None
+        if saved is None:
+            if request.htmx:
+                context = {"record": record, "form": form, "can_edit": True}
+                return render(
+                    request, "records/partials/custom_data_add_form.html", context, status=422
+                )
+            return self.render_detail(status=422, add_form=form)
+        return self.changed_response(f"Added {saved.full_key}.")
+
+
+class CustomDataItemView(RecordMixin, View):
+    """One entry's row as shown (what Cancel swaps back in)."""
+
+    def get(self, request, *args, **kwargs):
+        item = self.get_item()
+        if not request.htmx:
+            return HttpResponseRedirect(self.detail_url(f"cd-{item.pk}"))
+        context = {
+            "record": self.get_record(),
+            "item": item,
+            "can_edit": request.membership.is_admin,
+        }
+        return render(request, "records/partials/custom_data_row.html", context)
+
+
+class CustomDataEditView(RecordMixin, View):
+    """Admins change an entry's type and value inline. A connector's module needs a tick."""
+
+    admin_required = True
+
+    def respond(self, item, form, status=200):
+        if self.request.htmx:
+            context = {"record": self.get_record(), "item": item, "form": form}
+            return render(
+                self.request, "records/partials/custom_data_edit_row.html", context, status=status
+            )
+        return self.render_detail(status=status, editing=item.pk, edit_form=form)
+
+    def get(self, request, *args, **kwargs):
+        item = self.get_item()
+        return self.respond(item, CustomDataEditForm(item=item))
+
+    def post(self, request, *args, **kwargs):
+        item = self.get_item()
+        form = CustomDataEditForm(request.POST, item=item)
+        saved = form.save(self.get_record(), self.actor) if form.is_valid() else None
+        if saved is None:
+            return self.respond(item, form, status=422)
+        return self.changed_response(f"Saved {saved.full_key}.")
+
+
+class CustomDataDeleteView(RecordMixin, View):
+    """Admins delete an entry in two steps: the row asks, then a POST with confirm=yes."""
+
+    admin_required = True
+
+    def get(self, request, *args, **kwargs):
+        item = self.get_item()
+        if request.htmx:
+            context = {"record": self.get_record(), "item": item}
+            return render(request, "records/partials/custom_data_delete_row.html", context)
+        return self.render_detail(deleting=item.pk)
+
+    def post(self, request, *args, **kwargs):
+        item = self.get_item()
+        if request.POST.get("confirm") != "yes":
+            return self.get(request, *args, **kwargs)
+        full_key = item.full_key
+        delete_custom_data(item, self.actor)
+        return self.changed_response(f"Deleted {full_key}.")

@@ -1,0 +1,239 @@
+"""The References page in Chromium: tabs, search as you type, add, edit, delete, delete all."""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from records.models import RemoteId
+from references.services import count_references
+from tests.factories import PASSWORD, make_reference
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _patient_expect():
+    # Two CPUs shared by parallel suites: give swaps more than the default 5 s, then put it back.
+    expect.set_options(timeout=15_000)
+    yield
+    expect.set_options(timeout=5_000)
+
+
+def log_in(page: Page, live_server, username: str, next_url: str):
+    page.goto(f"{live_server.url}/login/?next={next_url}")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{live_server.url}{next_url}")
+    # The URL changes when navigation commits, before the deferred scripts (htmx, refdesk.js)
+    # have run; keys pressed earlier would reach a page that does not listen yet.
+    page.wait_for_load_state()
+
+
+def orders_url(world, entity="orders"):
+    return f"/t/acme/integrations/{world.integration.pk}/references/{entity}/"
+
+
+def mark_page(page: Page):
+    """Set a flag that a full page load would wipe out."""
+    page.evaluate("window.__noReload = true")
+
+
+def assert_not_reloaded(page: Page):
+    assert page.evaluate("window.__noReload === true"), "the page was reloaded"
+
+
+def group(page: Page, world, source_id):
+    """The <tbody> of one reference: its row and whatever replaces it (edit, confirm)."""
+    return page.locator(f"#ref-{world.refs[source_id].local_id}")
+
+
+def target_of(world, source_id):
+    row = RemoteId.objects.get(connection=world.shop, remote_id=source_id)
+    target = RemoteId.objects.filter(record=row.record, connection=world.erp).first()
+    return target and target.remote_id
+
+
+@pytest.fixture
+def orders(world):
+    world.refs = {
+        "5001": make_reference(
+            world.integration, source_id="5001", target_id="INV-1", source_ref="#1"
+        ),
+        "5002": make_reference(
+            world.integration, source_id="5002", target_id="INV-2", source_ref="#2"
+        ),
+        "6003": make_reference(world.integration, source_id="6003"),
+    }
+    make_reference(world.integration, "customer", source_id="C-77", target_id="K-77")
+    return world
+
+
+def test_switching_tabs_swaps_the_table_and_changes_the_url(live_server, page: Page, orders):
+    log_in(page, live_server, "sven", orders_url(orders))
+    expect(page.get_by_role("link", name="5001", exact=True)).to_be_visible()
+    mark_page(page)
+
+    page.get_by_role("tab", name=re.compile("^Customers")).click()
+
+    expect(page).to_have_url(f"{live_server.url}{orders_url(orders, 'customers')}")
+    expect(page.get_by_role("tab", name=re.compile("^Customers"))).to_have_attribute(
+        "aria-selected", "true"
+    )
+    expect(page.get_by_role("link", name="C-77", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="5001", exact=True)).to_have_count(0)
+    assert_not_reloaded(page)
+
+    page.go_back()
+    expect(page).to_have_url(f"{live_server.url}{orders_url(orders)}")
+    expect(page.get_by_role("link", name="5001", exact=True)).to_be_visible()
+
+
+def test_search_as_you_type_filters_and_updates_the_url(live_server, page: Page, orders):
+    log_in(page, live_server, "sven", orders_url(orders))
+    mark_page(page)
+
+    page.keyboard.press("/")
+    expect(page.get_by_role("searchbox")).to_be_focused()
+    page.keyboard.type("INV-2")
+
+    expect(page).to_have_url(re.compile(r"\?q=INV-2$"))
+    rows = page.locator("tr[data-row]")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("5002")
+    expect(rows.first).to_contain_text("matched target id")
+
+    page.get_by_role("link", name=re.compile("^Unlinked")).click()
+    expect(page).to_have_url(re.compile(r"\?q=INV-2&linked=unlinked$"))
+    expect(page.get_by_text("No order references match")).to_be_visible()
+    assert_not_reloaded(page)
+
+    page.reload()
+    expect(page.get_by_role("searchbox")).to_have_value("INV-2")
+    expect(page.get_by_text("No order references match")).to_be_visible()
+
+
+def test_add_shows_the_conflict_then_adds_the_row_on_top(live_server, page: Page, orders):
+    log_in(page, live_server, "sven", orders_url(orders))
+
+    page.get_by_role("button", name="+ Add reference").click()
+    form = page.get_by_role("region", name="Add order reference")
+    form.get_by_label("Shopify id", exact=True).fill("7001")
+    form.get_by_label("Fortnox id", exact=True).fill("INV-1")
+    form.get_by_role("button", name="Add reference").click()
+
+    error = form.get_by_text("Target INV-1 is already linked to source 5001.")
+    expect(error).to_be_visible()
+    expect(form.get_by_label("Fortnox id", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(form.get_by_role("link", name="Open it")).to_have_attribute(
+        "href", re.compile(r"^/t/acme/records/[0-9a-f]{32}/$")
+    )
+    assert not RemoteId.objects.filter(remote_id="7001").exists()
+
+    form.get_by_label("Fortnox id", exact=True).fill("INV-7")
+    form.get_by_role("button", name="Add reference").click()
+
+    expect(form).to_have_count(0)
+    first = page.locator("tr[data-row]").first
+    expect(first).to_contain_text("7001")
+    expect(first).to_contain_text("INV-7")
+    expect(page.locator(".toast").get_by_text("Linked 7001 to INV-7.")).to_be_visible()
+    assert target_of(orders, "7001") == "INV-7"
+
+
+def test_inline_edit_saves_with_enter_and_cancels_with_escape(live_server, page: Page, orders):
+    log_in(page, live_server, "sven", orders_url(orders))
+    row = group(page, orders, "5001")
+
+    row.get_by_role("button", name="Edit 5001").click()
+    target = row.get_by_label("Fortnox id", exact=True)
+    expect(target).to_be_focused()
+    target.fill("INV-99")
+    target.press("Escape")
+
+    expect(row.get_by_role("button", name="Edit 5001")).to_be_visible()
+    expect(row).to_contain_text("INV-1")
+    assert target_of(orders, "5001") == "INV-1"
+
+    row.get_by_role("button", name="Edit 5001").click()
+    row.get_by_label("Fortnox id", exact=True).fill("INV-2")
+    row.get_by_label("Fortnox id", exact=True).press("Enter")
+    expect(row.get_by_text("Target INV-2 is already linked to source 5002.")).to_be_visible()
+
+    row.get_by_label("Fortnox id", exact=True).fill("INV-99")
+    row.get_by_label("Fortnox id", exact=True).press("Enter")
+
+    expect(row.get_by_role("button", name="Edit 5001")).to_be_visible()
+    expect(row).to_contain_text("INV-99")
+    assert target_of(orders, "5001") == "INV-99"
+
+
+def test_enter_on_a_focused_row_opens_the_edit(live_server, page: Page, orders):
+    log_in(page, live_server, "sven", orders_url(orders))
+
+    page.keyboard.press("j")
+    expect(page.locator("tr[data-row]:focus")).to_have_count(1)
+    page.keyboard.press("Enter")
+
+    expect(page.locator("tr.editing")).to_have_count(1)
+    page.keyboard.press("Escape")
+    expect(page.locator("tr.editing")).to_have_count(0)
+
+
+def test_delete_asks_first_and_can_be_undone(live_server, page: Page, orders):
+    log_in(page, live_server, "anna", orders_url(orders))
+    row = group(page, orders, "5002")
+
+    row.get_by_role("button", name="Delete reference 5002").click()
+    expect(row).to_contain_text("Both records stay")
+    expect(row).to_contain_text("new order in Fortnox")
+    row.get_by_role("button", name="Delete reference", exact=True).click()
+
+    expect(row).to_contain_text("Not linked")
+    assert target_of(orders, "5002") is None
+    toast = page.locator(".toast", has_text="Deleted reference 5002 -> INV-2")
+    toast.get_by_role("button", name="Undo").click()
+
+    expect(page.locator(".toast").get_by_text("Restored 1 reference.")).to_be_visible()
+    expect(group(page, orders, "5002")).to_contain_text("INV-2")
+    assert target_of(orders, "5002") == "INV-2"
+
+
+def test_support_sees_no_delete_controls(live_server, page: Page, orders):
+    log_in(page, live_server, "sven", orders_url(orders))
+
+    expect(page.get_by_role("button", name="Edit 5001")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
+    expect(page.get_by_text("Danger zone")).to_have_count(0)
+
+
+def test_delete_all_needs_the_typed_entity_name_and_can_be_restored(
+    live_server, page: Page, orders
+):
+    log_in(page, live_server, "anna", orders_url(orders))
+
+    page.get_by_role("link", name="Delete all order references…").click()
+    expect(page.get_by_role("heading", name="Delete all 2 order references?")).to_be_visible()
+    button = page.get_by_role("button", name="Delete 2 references")
+    expect(button).to_be_disabled()
+
+    confirm = page.get_by_label("Type orders to confirm")
+    confirm.fill("order")
+    expect(button).to_be_disabled()
+    confirm.fill("orders")
+    expect(button).to_be_enabled()
+    button.click()
+
+    expect(page).to_have_url(f"{live_server.url}{orders_url(orders)}")
+    assert count_references(orders.integration, "order") == 0
+    restore = page.get_by_role("button", name="Restore 2 references")
+    expect(restore).to_be_visible()
+    expect(page.locator("tr.unlinked")).to_have_count(3)
+
+    restore.click()
+
+    expect(page.locator(".toast").get_by_text("Restored 2 references.")).to_be_visible()
+    expect(page.get_by_role("button", name="Restore 2 references")).to_have_count(0)
+    expect(page.locator("tr.unlinked")).to_have_count(1)
+    assert count_references(orders.integration, "order") == 2

@@ -1,0 +1,99 @@
+import os
+
+import pytest
+from django.db import connection
+
+from records.services import Actor
+
+from .factories import (
+    ConnectionFactory,
+    IntegrationFactory,
+    MembershipFactory,
+    TenantFactory,
+    UserFactory,
+)
+
+# Playwright's sync API runs an event loop in the test thread; Django's live_server then
+# refuses ORM calls from that thread unless told it is fine.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def pytest_sessionstart(session):
+    """In CI a missing database or browser fails the run instead of skipping tests."""
+    expected = os.environ.get("REFDESK_EXPECT_DB")
+    if expected and connection.vendor != expected:
+        pytest.exit(f"Expected the {expected} database, got {connection.vendor}.", returncode=3)
+    if os.environ.get("REFDESK_REQUIRE_BROWSER") and not os.path.exists(
+        os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    ):
+        pytest.exit("Chromium is required for the browser tests but is missing.", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    # Debian's Chromium: Playwright cannot download its own browser on these machines.
+    return {
+        **browser_type_launch_args,
+        "executable_path": os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    # live_server serves unhashed static names; WhiteNoise's manifest storage would 500.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # PBKDF2 is deliberately slow; tests log users in hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def on_postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (run with DATABASE_URL=postgres://...)")
+
+
+class World:
+    """One tenant with a Shopify -> Fortnox integration, an admin and a support user,
+    and a second tenant (other) with its own integration: enough for most tests."""
+
+    def __init__(self):
+        self.tenant = TenantFactory(name="Acme AB", slug="acme")
+        self.shop = ConnectionFactory(tenant=self.tenant, name="Shopify", connector__code="shopify")
+        self.erp = ConnectionFactory(tenant=self.tenant, name="Fortnox", connector__code="fortnox")
+        self.integration = IntegrationFactory(
+            tenant=self.tenant, source=self.shop, target=self.erp, name="Shopify -> Fortnox"
+        )
+        self.admin = UserFactory(username="anna")
+        self.support = UserFactory(username="sven")
+        MembershipFactory(user=self.admin, tenant=self.tenant, role="admin")
+        MembershipFactory(user=self.support, tenant=self.tenant, role="support")
+        self.actor = Actor.for_user(self.admin)
+
+        self.other_tenant = TenantFactory(name="Other Oy", slug="other")
+        self.other_integration = IntegrationFactory(tenant=self.other_tenant)
+        self.outsider = UserFactory(username="otto")
+        MembershipFactory(user=self.outsider, tenant=self.other_tenant, role="admin")
+
+
+@pytest.fixture
+def world(db):
+    return World()
+
+
+@pytest.fixture
+def admin_client(client, world):
+    client.force_login(world.admin)
+    return client
+
+
+@pytest.fixture
+def support_client(client, world):
+    client.force_login(world.support)
+    return client
