@@ -454,6 +454,21 @@
 
   doc.addEventListener("keydown", onKeydown);
 
+  // htmx wires content it swaps in only when the swap settles (20 ms later). A click, or a key
+  // that clicks (Esc, Enter, n), landing in that window would follow the plain href or submit
+  // the form without htmx. Wire the control first: listeners added during the capture phase
+  // still run when the event reaches the element, and htmx.process skips what is already wired.
+  function wireBeforeUse(event) {
+    var target = event.target;
+    if (!window.htmx || !target || !target.closest) return;
+    var control = target.closest("[hx-get], [hx-post], [hx-put], [hx-patch], [hx-delete]");
+    if (control) window.htmx.process(control);
+    var form = target.tagName === "FORM" ? target : target.form;
+    if (form && form !== control) window.htmx.process(form);
+  }
+  doc.addEventListener("click", wireBeforeUse, true);
+  doc.addEventListener("submit", wireBeforeUse, true);
+
   doc.addEventListener("click", function (event) {
     var target = event.target;
     if (!target.closest) return;

@@ -107,6 +107,24 @@ def test_escape_cancels_an_inline_edit(live_server, page: Page, world, record):
     expect(page.locator("#custom-data tr", has_text="note").locator("pre")).to_have_text("hi")
 
 
+def test_keys_pressed_before_a_swap_settles_still_go_through_htmx(
+    live_server, page: Page, world, record
+):
+    # htmx wires swapped-in content when the swap settles; a fast typist (or a loaded CI
+    # machine) can press Esc before that. Widen the window so the test would catch it.
+    set_custom_data(record, [CustomDataInput("x-support", "note", "string", "hi")], world.actor)
+    log_in(page, live_server, "anna", f"/t/acme/records/{record.local_id}/")
+    page.evaluate("htmx.config.defaultSettleDelay = 3000")
+
+    page.locator("#custom-data tr", has_text="note").get_by_role("link", name="Edit").click()
+    page.get_by_label("Value of").fill("changed")
+    page.keyboard.press("Escape")
+
+    expect(page.locator("#custom-data tr.editing")).to_have_count(0, timeout=2000)
+    expect(page.locator("#custom-data tr", has_text="note").locator("pre")).to_have_text("hi")
+    expect(page).to_have_url(f"{live_server.url}/t/acme/records/{record.local_id}/")
+
+
 def test_list_search_swaps_the_table_and_keeps_the_url(live_server, page: Page, world, record):
     make_reference(world.integration, source_id="6001")
     log_in(page, live_server, "sven", "/t/acme/records/order/")
