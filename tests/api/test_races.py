@@ -17,7 +17,8 @@ CREATORS = 6
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_creates_with_the_same_remote_id_give_one_201_and_409s(on_postgres, warehouse):
+@pytest.mark.postgres
+def test_concurrent_creates_with_the_same_remote_id_give_one_201_and_409s(warehouse):
     auth = basic(warehouse.connection_id, warehouse.key)
     barrier = threading.Barrier(CREATORS)
     statuses, bodies = [], []

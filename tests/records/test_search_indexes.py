@@ -18,7 +18,8 @@ def plan_of(queryset) -> str:
         return queryset.order_by().explain()
 
 
-def test_icontains_on_remote_id_and_ref_uses_the_trigram_indexes(world, on_postgres):
+@pytest.mark.postgres
+def test_icontains_on_remote_id_and_ref_uses_the_trigram_indexes(world):
     make_reference(
         world.integration, source_id="5001001234", target_id="90001", target_ref="Faktura 90001"
     )

@@ -59,7 +59,7 @@ def audit(world, action):
 
 
 @pytest.mark.parametrize("linked_before", [False, True])
-def test_many_people_linking_the_same_source_id_at_once(on_postgres, world, linked_before):
+def test_many_people_linking_the_same_source_id_at_once(world, linked_before):
     for round_ in range(3):  # a few rounds: the interleaving differs from run to run
         source = f"S-{round_}"
         if linked_before:  # the source is known (unlinked) before the race starts
@@ -82,7 +82,7 @@ def test_many_people_linking_the_same_source_id_at_once(on_postgres, world, link
         assert entry.after["target_id"] == row.remote_id
 
 
-def test_many_people_linking_the_same_target_id_at_once(on_postgres, world):
+def test_many_people_linking_the_same_target_id_at_once(world):
     jobs = [
         (
             lambda n=n: add_reference(
@@ -106,7 +106,7 @@ def test_many_people_linking_the_same_target_id_at_once(on_postgres, world):
     )
 
 
-def test_edit_and_delete_of_the_same_reference_at_once(on_postgres, world):
+def test_edit_and_delete_of_the_same_reference_at_once(world):
     record = make_reference(world.integration, source_id="S-1", target_id="T-1")
     version = record.version
 
@@ -151,7 +151,7 @@ def test_edit_and_delete_of_the_same_reference_at_once(on_postgres, world):
         version = record.version
 
 
-def test_delete_all_and_add_at_once(on_postgres, world):
+def test_delete_all_and_add_at_once(world):
     for n in range(50):
         make_reference(world.integration, source_id=f"S-{n}", target_id=f"T-{n}")
 
@@ -178,7 +178,43 @@ def test_delete_all_and_add_at_once(on_postgres, world):
     assert target_rows(world).count() == 51
 
 
-def test_two_delete_alls_at_once_delete_each_row_once(on_postgres, world):
+def test_edit_and_delete_all_at_once(world):
+    records = [
+        make_reference(world.integration, source_id=f"S-{n}", target_id=f"T-{n}") for n in range(20)
+    ]
+    record = records[5]
+    version = record.version
+
+    edited, batch = run_at_once(
+        lambda: edit_reference(
+            world.integration,
+            record,
+            ReferenceInput("S-5", "T-EDITED"),
+            Actor.for_user(world.support),
+            version=version,
+        ),
+        lambda: delete_all_references(world.integration, "order", world.actor),
+    )
+
+    assert not isinstance(batch, Exception), batch
+    assert not target_rows(world).exists()  # whichever went first, delete-all took every row
+    removed = set(BatchChange.objects.filter(batch=batch).values_list("remote_id", flat=True))
+    assert batch.row_count == len(removed) == 20
+    if isinstance(edited, Exception):
+        # Delete-all first: the edit was opened on a version that no longer exists.
+        assert isinstance(edited, StaleEdit), edited
+        assert "T-5" in removed and "T-EDITED" not in removed
+        assert not audit(world, AuditEntry.Action.EDIT).exists()
+    else:
+        # The edit first: delete-all removed (and can restore) the edited id, not the old one.
+        assert "T-EDITED" in removed and "T-5" not in removed
+        assert audit(world, AuditEntry.Action.EDIT).get().after["target_id"] == "T-EDITED"
+
+    restore_batch(batch, world.actor)
+    assert target_rows(world).count() == 20
+
+
+def test_two_delete_alls_at_once_delete_each_row_once(world):
     for n in range(30):
         make_reference(world.integration, source_id=f"S-{n}", target_id=f"T-{n}")
 
@@ -193,7 +229,7 @@ def test_two_delete_alls_at_once_delete_each_row_once(on_postgres, world):
     assert not target_rows(world).exists()
 
 
-def test_restoring_the_same_batch_twice_at_once(on_postgres, world):
+def test_restoring_the_same_batch_twice_at_once(world):
     record = make_reference(world.integration, source_id="S-1", target_id="T-1")
     batch = delete_reference(world.integration, record, world.actor)
 
@@ -205,7 +241,7 @@ def test_restoring_the_same_batch_twice_at_once(on_postgres, world):
     assert audit(world, AuditEntry.Action.RESTORE).count() == 1
 
 
-def test_threads_used_their_own_connections(on_postgres):
+def test_threads_used_their_own_connections():
     seen = set()
     run_at_once(*[lambda: seen.add(id(connections["default"]))] * 2)
     assert id(default_connection) not in seen
