@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from ninja import NinjaAPI, Path, Query, Router, Status
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.openapi.docs import Swagger
@@ -19,7 +19,7 @@ from config.security import csp_update
 from integrations import apikeys, throttling
 
 from . import services
-from .errors import Conflict, DomainError
+from .errors import Conflict, DomainError, InvalidValue, VersionMismatch
 from .schemas import (
     RECORD_TYPE_DESCRIPTION,
     RECORD_TYPE_REGEX,
@@ -118,9 +118,12 @@ def domain_error(request, exc: DomainError):
     if isinstance(exc, Conflict) and exc.holder is not None:
         held_by = {"localId": exc.holder.local_id, "recordType": exc.holder.record_type}
     code = "forbidden" if exc.status == 403 and exc.code == "invalid" else exc.code
-    return api.create_response(
+    response = api.create_response(
         request, error_body(exc.message, code, errors, held_by), status=exc.status
     )
+    if isinstance(exc, VersionMismatch):
+        response["ETag"] = etag(exc.current_version)
+    return response
 
 
 @api.exception_handler(ValidationError)
@@ -190,7 +193,29 @@ WRITE_ERRORS = {
     422: ErrorOut,
     429: ErrorOut,
 }
+REPLACE_ERRORS = {**WRITE_ERRORS, 412: ErrorOut}
 RecordType = Path(..., pattern=RECORD_TYPE_REGEX, description=RECORD_TYPE_DESCRIPTION)
+
+
+def etag(version: int) -> str:
+    """A record's ETag is its version: GET gives it, PUT takes it back in If-Match."""
+    return f'"{version}"'
+
+
+def if_match_version(request) -> int | None:
+    """The version an If-Match header asks for (`"7"`, `W/"7"` or `7`); None without one."""
+    value = request.headers.get("If-Match")
+    if value is None or value.strip() == "*":
+        return None
+    value = value.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise InvalidValue(
+            'If-Match must be the ETag of the record you read, e.g. "7" (its version).',
+            field="If-Match",
+        )
+    return int(value)
+
+
 LocalId = Path(..., description="The record's localId (32 lowercase hex).")
 
 
@@ -216,6 +241,7 @@ def _actor(request):
 )
 def get_by_remote_id(
     request,
+    response: HttpResponse,
     record_type: str = RecordType,
     remoteId: str = Query(..., description="This connection's id (case-sensitive)."),
 ):
@@ -236,6 +262,7 @@ def get_by_remote_id(
     )
     if record is None:
         raise Http404
+    response["ETag"] = etag(record.version)
     return record_out(record, request.auth)
 
 
@@ -270,9 +297,18 @@ def list_changed(
     }
 
 
-@router.get("/{record_type}/{local_id}", response={200: RecordOut, **READ_ERRORS})
-def get_record(request, record_type: str = RecordType, local_id: str = LocalId):
-    return record_out(_get_record(request, record_type, local_id), request.auth)
+@router.get(
+    "/{record_type}/{local_id}",
+    response={200: RecordOut, **READ_ERRORS},
+    summary="One record by localId",
+    description="The `ETag` header is the record's version; send it back in `If-Match` on PUT.",
+)
+def get_record(
+    request, response: HttpResponse, record_type: str = RecordType, local_id: str = LocalId
+):
+    record = _get_record(request, record_type, local_id)
+    response["ETag"] = etag(record.version)
+    return record_out(record, request.auth)
 
 
 @router.post(
@@ -296,19 +332,27 @@ def create(request, payload: RecordCreate, record_type: str = RecordType):
 
 @router.put(
     "/{record_type}/{local_id}",
-    response={200: RecordReplaced, **WRITE_ERRORS},
+    response={200: RecordReplaced, **REPLACE_ERRORS},
     summary="Replace data, this connection's remoteId and the custom data it may write",
     description=(
         "Replaces `data`, this connection's `remoteId`/`remoteRef` (`null` removes them) and "
         "the custom data this connection may write: its own connection-scoped and the "
         "unscoped entries; those not sent are deleted. Entries scoped to other connections "
         "are kept untouched and listed in `keptCustomData`. To add or change a few entries, "
-        "prefer `POST .../customdata`."
+        "prefer `POST .../customdata`.\n\n"
+        "Send `If-Match` with the `ETag` of your GET to write only if nobody changed the "
+        "record since: otherwise 412 and nothing is written. Without `If-Match` the last "
+        "writer wins."
     ),
 )
 def replace(
-    request, payload: RecordReplace, record_type: str = RecordType, local_id: str = LocalId
+    request,
+    response: HttpResponse,
+    payload: RecordReplace,
+    record_type: str = RecordType,
+    local_id: str = LocalId,
 ):
+    if_version = if_match_version(request)
     record = _get_record(request, record_type, local_id)
     kept = services.update_record(
         record,
@@ -318,9 +362,11 @@ def replace(
         remote_id=payload.remoteId,
         remote_ref=payload.remoteRef,
         custom_data=_entries(payload.customData),
+        if_version=if_version,
     )
-    body = record_out(_get_record(request, record_type, local_id), request.auth)
-    return {**body, "keptCustomData": [item.full_key for item in kept]}
+    record = _get_record(request, record_type, local_id)
+    response["ETag"] = etag(record.version)
+    return {**record_out(record, request.auth), "keptCustomData": [item.full_key for item in kept]}
 
 
 @router.get("/{record_type}/{local_id}/customdata", response={200: CustomDataOut, **READ_ERRORS})

@@ -39,6 +39,16 @@ class StaleEdit(DomainError):
         self.current = current
 
 
+class VersionMismatch(DomainError):
+    """An API write sent If-Match with a version the record no longer has."""
+
+    status = 412
+
+    def __init__(self, message: str, *, current_version: int):
+        super().__init__(message, code="version_mismatch")
+        self.current_version = current_version
+
+
 class NotAllowed(DomainError):
     """The actor may not make this change (e.g. a connection writing another's remote id)."""
 

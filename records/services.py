@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from integrations.models import Connection
 
-from .errors import Conflict, DomainError, InvalidValue, NotAllowed
+from .errors import Conflict, DomainError, InvalidValue, NotAllowed, VersionMismatch
 from .models import AuditEntry, CustomData, Record, RemoteId
 from .validation import (
     SELF_MADE_MODULE_PREFIX,
@@ -571,12 +571,15 @@ def update_record(
     remote_id,
     remote_ref,
     custom_data: dict,
+    if_version: int | None = None,
 ) -> list[CustomData]:
     """The API's PUT: replace data, the connection's remote id/ref and the custom data it may
     write (its own and unscoped entries; those not sent are deleted).
 
     Entries scoped to other connections are kept and returned, so the caller can say so.
     lastModified moves only when something changed (an unchanged PUT is not an edit).
+    With `if_version` (the API's If-Match) the write happens only if the record is still at
+    that version, so a client never overwrites a change it has not seen.
     """
     data = clean_record_data(data)
     clean_own_remote_id(remote_id, remote_ref)
@@ -584,6 +587,13 @@ def update_record(
     _check_custom_data_writer(entries, connection)
     # One writer at a time per record: concurrent PUTs apply one after the other.
     record = Record.objects.for_tenant(record.tenant).select_for_update().get(pk=record.pk)
+    if if_version is not None and record.version != if_version:
+        raise VersionMismatch(
+            f"The record changed since you read it: it is at version {record.version}, "
+            f"If-Match said {if_version}. Nothing was written; GET it again and reapply "
+            "your change.",
+            current_version=record.version,
+        )
     changed = False
     if record.data != data:
         before = record.data

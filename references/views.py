@@ -25,6 +25,7 @@ from integrations.tenancy import TenantMixin
 from integrations.views import ENTITY_SLUGS
 from records.errors import DomainError, StaleEdit
 from records.models import AuditEntry, Batch, Record
+from records.queries import record_history
 from records.services import Actor
 
 from . import services
@@ -148,13 +149,30 @@ class ReferencesMixin(TenantMixin):
             **extra,
         }
 
+    @cached_property
+    def _row_url_parts(self) -> dict:
+        """Each row URL reversed once per request, split around the local id; a page of 50
+        rows would otherwise reverse 300 URLs, a fifth of the page's server time."""
+        slot = "0" * 32  # a valid local id; the local id is the last variable part of each URL
+        urls = {
+            name: self.url(name, local_id=slot) for name in ("row", "edit", "delete", "history")
+        }
+        urls["record"] = reverse("records:detail", args=[self.tenant.slug, slot])
+        return {name: url.rpartition(slot)[::2] for name, url in urls.items()}
+
     def row_urls(self, record: Record) -> dict:
+        local_id = record.local_id
         return {
-            name: self.url(name, local_id=record.local_id)
-            for name in ("row", "edit", "delete", "history")
+            name: f"{before}{local_id}{after}"
+            for name, (before, after) in self._row_url_parts.items()
         }
 
     def filter_state(self):
+        return self._filter_state
+
+    @cached_property
+    def _filter_state(self):
+        # Read once per request: the counts, the table and the links all need it.
         data = self.filter_data()
         filterset = ReferenceFilterSet(
             data, integration=self.integration, record_type=self.record_type
@@ -506,11 +524,9 @@ class HistoryView(ReferencesMixin, View):
 
     def render_history(self, record, *, status=200, error=None):
         current = services.reference_snapshot(self.integration, record)
-        entries = list(
-            AuditEntry.objects.for_tenant(self.tenant)
-            .filter(record=record)
-            .select_related("integration")[:HISTORY_LIMIT]
-        )
+        # The same trail as the record page: its own entries and the bulk batches (delete
+        # all, import) that took or gave one of its ids.
+        entries = list(record_history(record)[:HISTORY_LIMIT])
         for entry in entries:
             entry.before_text = describe(entry.before)
             entry.after_text = describe(entry.after)

@@ -29,8 +29,10 @@ class ApiClient:
             f"/api/v1/{path}", json.dumps(body), content_type="application/json"
         )
 
-    def put(self, path, body):
-        return self.client.put(f"/api/v1/{path}", json.dumps(body), content_type="application/json")
+    def put(self, path, body, **headers):
+        return self.client.put(
+            f"/api/v1/{path}", json.dumps(body), content_type="application/json", headers=headers
+        )
 
 
 def api_connector():

@@ -172,6 +172,67 @@ def test_put_of_what_get_returned_changes_nothing(api, order):
     assert not AuditEntry.objects.exists()
 
 
+def test_put_with_if_match_of_the_version_read_writes_and_gives_the_new_etag(api, order):
+    read = api.get(f"order/{order.local_id}")
+    assert read["ETag"] == f'"{read.json()["version"]}"'
+
+    response = api.put(
+        f"order/{order.local_id}", replace_body(data={"total": "3.00"}), If_Match=read["ETag"]
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response["ETag"] == f'"{response.json()["version"]}"' != read["ETag"]
+    order.refresh_from_db()
+    assert order.data == {"total": "3.00"}
+
+
+def test_put_with_a_stale_if_match_is_412_and_writes_nothing(api, order, world):
+    read = api.get(f"order/{order.local_id}")
+    # Someone else changes the record after our GET.
+    assert (
+        api.put(f"order/{order.local_id}", replace_body(data={"total": "2.00"})).status_code == 200
+    )
+
+    response = api.put(
+        f"order/{order.local_id}", replace_body(data={"total": "9.99"}), If_Match=read["ETag"]
+    )
+
+    assert response.status_code == 412
+    assert response.json()["code"] == "version_mismatch"
+    assert "GET it again" in response.json()["detail"]
+    order.refresh_from_db()
+    assert order.data == {"total": "2.00"}
+    assert response["ETag"] == f'"{order.version}"'
+    assert AuditEntry.objects.filter(record=order, after={"data": {"total": "9.99"}}).count() == 0
+
+
+@pytest.mark.parametrize("header", ["*", None])
+def test_put_without_a_version_precondition_writes(api, order, header):
+    headers = {"If_Match": header} if header else {}
+    response = api.put(f"order/{order.local_id}", replace_body(data={"n": 1}), **headers)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("header", ['W/"{v}"', "{v}"])
+def test_if_match_accepts_weak_and_bare_versions(api, order, header):
+    header = header.format(v=order.version)
+    response = api.put(f"order/{order.local_id}", replace_body(data={"n": 2}), If_Match=header)
+    assert response.status_code == 200
+
+
+def test_a_malformed_if_match_is_422_and_writes_nothing(api, order):
+    response = api.put(f"order/{order.local_id}", replace_body(data={"n": 3}), If_Match='"abc"')
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "If-Match"
+    order.refresh_from_db()
+    assert order.data == {"total": "1.00"}
+
+
+def test_by_remote_id_gives_the_etag_too(api, order):
+    response = api.get("order/by-remote-id", {"remoteId": "WH-1"})
+    assert response["ETag"] == f'"{order.version}"'
+
+
 def test_put_with_remote_id_null_removes_only_this_connections_id(api, order, world):
     response = api.put(f"order/{order.local_id}", replace_body(remoteId=None, remoteRef=None))
     assert response.status_code == 200

@@ -14,6 +14,7 @@ from references.services import (
     delete_all_references,
     delete_reference,
     edit_reference,
+    restore_batch,
 )
 from tests.factories import RemoteIdFactory, make_reference
 
@@ -535,6 +536,23 @@ class TestHistory:
         assert "user/anna" in text
         assert "5001 → INV-1" in text and "5001 → INV-2" in text
         assert text.count("Revert to this") == 1  # to INV-1; INV-2 is the current value
+
+    def test_shows_the_delete_all_and_restore_that_took_and_gave_back_its_id(
+        self, support_client, world
+    ):
+        record = make_reference(world.integration, source_id="5001", target_id="INV-1")
+        make_reference(world.integration, source_id="5002", target_id="INV-2")
+        batch = delete_all_references(world.integration, "order", world.actor)
+        restore_batch(batch, world.actor)
+        untouched = make_reference(world.integration, source_id="5003", target_id="INV-3")
+
+        text = support_client.get(record_url(world, record, "history"), **HX).text
+        assert "Deleted all references" in text and "2 references" in text
+        assert "Restored" in text
+        assert "Revert to this" not in text  # a batch is undone with Restore, not from here
+
+        other = support_client.get(record_url(world, untouched, "history"), **HX).text
+        assert "Deleted all references" not in other
 
     def test_revert_to_a_past_value(self, support_client, world):
         record = add_reference(
