@@ -217,14 +217,22 @@ class ReferencesMixin(TenantMixin):
             row.urls = self.row_urls(row.record)
         state = {**params, "per_page": per_page}
         filtered = bool(params["q"] or params["linked"] != "all" or params["modified_after"])
+        counts = self.counts_context()
+        only_unlinked = params["linked"] == "unlinked" and not (
+            params["q"] or params["modified_after"]
+        )
         return {
-            **self.counts_context(),
+            **counts,
             "filterset": filterset,
             "per_page": per_page,
             "page_sizes": PAGE_SIZES,
             "page": page,
             "pinned": pinned_row,
-            "total": capped_count(rows),
+            # The unlinked filter alone: its total is the count the filter shows, counted once
+            # (counting a 5% anti-join again cost 180 ms at a million references).
+            "total": counts["unlinked_count"]
+            if only_unlinked and pinned is None
+            else capped_count(rows),
             "filtered": filtered,
             "sort_links": {
                 "modified": self.list_url(
