@@ -46,7 +46,8 @@ ADMIN_PATH = "/admin/records/remoteid/"
 
 
 def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    # UTC: Django's settings switch the process's local time zone part-way through a run.
+    print(f"[bench {time.strftime('%H:%M:%SZ', time.gmtime())}] {message}", flush=True)
 
 
 # --- environment ----------------------------------------------------------------------------
@@ -391,6 +392,15 @@ class Plan:
         since = datetime(2025, 6, 1, 12, tzinfo=UTC) - timedelta(days=45)
         self.since = [(since + timedelta(minutes=17 * i)).isoformat() for i in range(64)]
         self.run_id = secrets.token_hex(3)
+        # "Next" from deep pages: the position of the last row of pages deep_page - k.
+        from references.selectors import reference_rows, row_position
+
+        start = (self.deep_page - 7) * self.page_size - 1
+        rows = list(reference_rows(world.main, "order")[start : self.deep_page * self.page_size])
+        self.deep_positions = [
+            row_position(rows[(self.deep_page - k) * self.page_size - 1 - start], "-modified")
+            for k in range(8)
+        ]
 
     def ops(self) -> list[Op]:
         p = self
@@ -426,6 +436,15 @@ class Plan:
                 f"References tab, page {p.deep_page}",
                 "app",
                 lambda i: f"{p.list_path}?page={p.deep_page - i % 8}",
+            ),
+            Op(
+                "list_deep_next",
+                f"References tab, Next from page {p.deep_page}",
+                "app",
+                lambda i: (
+                    f"{p.list_path}?"
+                    + q({"page": p.deep_page + 1 - i % 8, "after": p.deep_positions[i % 8]})
+                ),
             ),
             Op(
                 "search_exact",

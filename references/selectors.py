@@ -12,7 +12,10 @@ what the page shows and the performance work (issue 7) has one place to optimise
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connection as db_connection
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
@@ -203,6 +206,14 @@ class Page:
         return self.number > 1
 
     @property
+    def first_position(self) -> str:
+        return self.rows[0].position if self.rows and hasattr(self.rows[0], "position") else ""
+
+    @property
+    def last_position(self) -> str:
+        return self.rows[-1].position if self.rows and hasattr(self.rows[-1], "position") else ""
+
+    @property
     def start(self) -> int:
         return (self.number - 1) * self.size + 1 if self.rows else 0
 
@@ -222,3 +233,92 @@ def page_of(rows, number: int, size: int) -> Page:
     offset = (number - 1) * size
     fetched = list(rows[offset : offset + size + 1])
     return Page(rows=fetched[:size], number=number, size=size, has_next=len(fetched) > size)
+
+
+# --- keyset paging --------------------------------------------------------------------------
+#
+# "Next" and "Previous" carry the position of the last (first) row of the page instead of an
+# OFFSET: PostgreSQL then starts the index walk right there, so page 3,500 of a million rows
+# costs what page 1 costs (OFFSET 175,000 walked and threw away 175,000 rows: 2.3 s), and a row
+# added or deleted meanwhile never makes the next page repeat or skip one. The page number
+# still travels in the URL, for "Showing 175,001-175,050". Search results keep OFFSET paging:
+# they are ordered by match rank first and are short.
+
+_SORT_COLUMN = {"modified": "record__last_modified", "source": "remote_id"}
+
+
+def _sort_column(sort: str) -> str:
+    return _SORT_COLUMN[sort.lstrip("-")]
+
+
+def row_position(row, sort: str) -> str:
+    """An opaque, URL-safe token of where `row` sits in `sort` order."""
+    if sort.lstrip("-") == "modified":
+        first = row.record.last_modified.isoformat()
+    else:
+        first = row.remote_id
+    raw = json.dumps([sort, first, row.record_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def parse_position(token: str, sort: str):
+    """(sort value, record id) from a token of the same sort; None for anything else."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError):  # bad base64, bad UTF-8 and bad JSON are all ValueErrors
+        return None
+    if not (isinstance(data, list) and len(data) == 3 and data[0] == sort):
+        return None
+    _, first, record_id = data
+    if not isinstance(record_id, int) or not isinstance(first, str):
+        return None
+    if sort.lstrip("-") == "modified":
+        try:
+            first = datetime.fromisoformat(first)
+        except ValueError:
+            return None
+        if first.tzinfo is None:
+            return None
+    return first, record_id
+
+
+def _past(rows, sort: str, position, *, forward: bool):
+    """The rows strictly after `position` in `sort` order (forward) or strictly before it."""
+    column = _sort_column(sort)
+    towards_smaller = sort.startswith("-") == forward
+    op = "lt" if towards_smaller else "gt"
+    value, record_id = position
+    # The redundant lte/gte lets the index range-scan; the OR breaks ties on the record id.
+    return rows.filter(**{f"{column}__{op}e": value}).filter(
+        Q(**{f"{column}__{op}": value}) | Q(**{column: value, f"record_id__{op}": record_id})
+    )
+
+
+def _reversed_ordering(rows):
+    return [name[1:] if name.startswith("-") else f"-{name}" for name in rows.query.order_by]
+
+
+def keyset_page(rows, sort: str, number: int, size: int, *, after="", before="") -> Page | None:
+    """The page after (or before) a position token; None when the token is not usable here."""
+    position = parse_position(after or before, sort) if sort in SORTS else None
+    if position is None:
+        return None
+    if after:
+        fetched = list(_past(rows, sort, position, forward=True)[: size + 1])
+        page = Page(
+            rows=fetched[:size], number=max(2, number), size=size, has_next=len(fetched) > size
+        )
+    else:
+        backwards = _past(rows, sort, position, forward=False).order_by(*_reversed_ordering(rows))
+        fetched = list(backwards[: size + 1])
+        if len(fetched) <= size:
+            # Back at the start: page 1 exactly as a fresh load shows it.
+            return with_positions(page_of(rows, 1, size), sort)
+        page = Page(rows=fetched[:size][::-1], number=max(2, number), size=size, has_next=True)
+    return with_positions(page, sort)
+
+
+def with_positions(page: Page, sort: str) -> Page:
+    for row in page.rows:
+        row.position = row_position(row, sort)
+    return page

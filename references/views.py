@@ -36,8 +36,10 @@ from .selectors import (
     PAGE_SIZES,
     base_reference_rows,
     capped_count,
+    keyset_page,
     matched_side,
     page_of,
+    with_positions,
 )
 
 SLUG_TO_TYPE = {slug: record_type for record_type, slug in ENTITY_SLUGS.items()}
@@ -106,6 +108,8 @@ class ReferencesMixin(TenantMixin):
                 continue
             if name == "page" and value == 1:
                 continue
+            if name == "before" and params.get("page") == 1:
+                continue  # page 1 is page 1: no position needed
             if name == "per_page" and value == DEFAULT_PAGE_SIZE:
                 continue
             if name == "modified_after":
@@ -210,7 +214,21 @@ class ReferencesMixin(TenantMixin):
         rows = filterset.qs
         if pinned is not None:
             rows = rows.exclude(record=pinned)
-        page = page_of(rows, page_number, per_page)
+        # Keyset paging ("Next"/"Previous" carry a row position), except for search results,
+        # which are ordered by match rank and short; see selectors.keyset_page.
+        sort = params["sort"]
+        keyset = not params["q"] and pinned is None
+        after = data.get("after", "") if keyset else ""
+        before = "" if after or not keyset else data.get("before", "")
+        page = None
+        if after or before:
+            page = keyset_page(rows, sort, page_number, per_page, after=after, before=before)
+            if page is None:  # a cursor from another sort, or tampered with: offset paging
+                after = before = ""
+        if page is None:
+            page = page_of(rows, page_number, per_page)
+            if keyset:
+                with_positions(page, sort)
         pinned_row = self.row_for(pinned, q=params["q"]) if pinned is not None else None
         for row in page.rows:
             row.matched = matched_side(row, params["q"])
@@ -245,9 +263,17 @@ class ReferencesMixin(TenantMixin):
                     **{**state, "sort": "-source" if params["sort"] == "source" else "source"}
                 ),
             },
-            "prev_url": self.list_url(**state, page=page.number - 1) if page.has_previous else "",
-            "next_url": self.list_url(**state, page=page.number + 1) if page.has_next else "",
-            "current_url": self.list_url(**state, page=page.number),
+            "prev_url": (
+                self.list_url(**state, page=page.number - 1, before=page.first_position)
+                if page.has_previous
+                else ""
+            ),
+            "next_url": (
+                self.list_url(**state, page=page.number + 1, after=page.last_position)
+                if page.has_next
+                else ""
+            ),
+            "current_url": self.list_url(**state, page=page.number, after=after, before=before),
             "export_query": self.list_url(**params).partition("?")[2],
             "add_url": self.url("add"),
             "delete_all_url": self.url("delete_all"),

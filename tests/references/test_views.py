@@ -133,6 +133,69 @@ class TestList:
         assert "Showing 26–30 of 30" in second
         assert 'rel="prev"' in second and 'rel="next"' not in second
 
+    @pytest.mark.parametrize("sort", ["-modified", "modified", "source", "-source"])
+    def test_next_and_previous_walk_every_row_once_in_order(self, admin_client, world, sort):
+        for n in range(60):
+            make_reference(world.integration, source_id=f"S{n:03d}", target_id=f"T{n:03d}")
+        expected = [row.remote_id for row in reference_rows(world.integration, "order", sort=sort)]
+
+        url, pages = list_url(world) + f"?sort={sort}&per_page=25", []
+        while url:
+            response = admin_client.get(url)
+            pages.append((url, [row.remote_id for row in response.context["page"].rows]))
+            url = response.context["next_url"]
+
+        assert [source for _, page in pages for source in page] == expected
+        assert [len(page) for _, page in pages] == [25, 25, 10]
+        assert "after=" in pages[1][0] and "page=2" in pages[1][0]
+        # And back: each "Previous" shows exactly the page before.
+        response = admin_client.get(pages[2][0])
+        for _, page in reversed(pages[:2]):
+            response = admin_client.get(response.context["prev_url"])
+            assert [row.remote_id for row in response.context["page"].rows] == page
+        assert "Showing 1–25 of 60" in response.text
+        assert response.context["prev_url"] == ""
+
+    def test_next_page_neither_repeats_nor_skips_when_rows_arrive_meanwhile(
+        self, admin_client, world
+    ):
+        for n in range(30):
+            make_reference(world.integration, source_id=f"S{n:03d}", target_id=f"T{n:03d}")
+        first = admin_client.get(list_url(world) + "?per_page=25")
+        seen = [row.remote_id for row in first.context["page"].rows]
+
+        # Someone adds a reference (the newest, so the top of page 1) before "Next".
+        make_reference(world.integration, source_id="NEW", target_id="T-NEW")
+        second = admin_client.get(first.context["next_url"])
+
+        rest = [row.remote_id for row in second.context["page"].rows]
+        assert rest == ["S004", "S003", "S002", "S001", "S000"]  # OFFSET would repeat S005
+        assert not set(rest) & set(seen)
+        assert "Showing 26–30 of" in second.text
+
+    @pytest.mark.parametrize("position", ["garbage", "W10", "WyJzb3VyY2UiLCJ4IiwxXQ"])
+    def test_a_foreign_or_broken_position_falls_back_to_the_page_number(
+        self, admin_client, world, position
+    ):
+        # "W10" is [], the last one a position of another sort (source).
+        for n in range(30):
+            make_reference(world.integration, source_id=f"S{n:03d}", target_id=f"T{n:03d}")
+
+        response = admin_client.get(list_url(world) + f"?per_page=25&page=2&after={position}")
+
+        assert response.status_code == 200
+        assert [row.remote_id for row in response.context["page"].rows][0] == "S004"
+        assert "Showing 26–30 of 30" in response.text
+
+    def test_search_results_page_by_number(self, admin_client, world):
+        for n in range(30):
+            make_reference(world.integration, source_id=f"S{n:03d}", target_id=f"T{n:03d}")
+
+        response = admin_client.get(list_url(world) + "?q=S0&per_page=25")
+
+        assert "after=" not in response.context["next_url"]
+        assert "page=2" in response.context["next_url"]
+
     def test_htmx_search_renders_the_table_and_pushes_the_clean_url(self, admin_client, world):
         make_reference(world.integration, source_id="5001", target_id="INV-1")
 
