@@ -90,6 +90,30 @@ def test_switching_tabs_swaps_the_table_and_changes_the_url(live_server, page: P
     expect(page.get_by_role("link", name="5001", exact=True)).to_be_visible()
 
 
+def test_next_and_previous_swap_the_page_and_show_its_top(live_server, page: Page, world):
+    for n in range(60):
+        make_reference(world.integration, source_id=f"S{n:03d}", target_id=f"T{n:03d}")
+    log_in(page, live_server, "sven", orders_url(world) + "?per_page=25")
+    mark_page(page)
+
+    page.get_by_role("link", name="Next ›").scroll_into_view_if_needed()
+    assert page.evaluate("window.scrollY") > 0
+    page.get_by_role("link", name="Next ›").click()
+
+    expect(page.get_by_text("Showing 26–50 of 60")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"page=2&after="))
+    # The new page is as long as the old one: without scrolling, its top would be out of sight.
+    expect(page.get_by_role("link", name="S034", exact=True)).to_be_in_viewport()
+    page.wait_for_function("window.scrollY === 0")
+    assert_not_reloaded(page)
+
+    page.get_by_role("link", name="‹ Previous").click()
+
+    expect(page.get_by_text("Showing 1–25 of 60")).to_be_visible()
+    expect(page).to_have_url(f"{live_server.url}{orders_url(world)}?per_page=25")
+    assert_not_reloaded(page)
+
+
 def test_search_as_you_type_filters_and_updates_the_url(live_server, page: Page, orders):
     log_in(page, live_server, "sven", orders_url(orders))
     mark_page(page)
