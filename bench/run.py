@@ -393,12 +393,14 @@ class Plan:
         self.since = [(since + timedelta(minutes=17 * i)).isoformat() for i in range(64)]
         self.run_id = secrets.token_hex(3)
         # "Next" from deep pages: the position of the last row of pages deep_page - k.
-        from references.selectors import reference_rows, row_position
+        from references.selectors import KEYSETS, reference_rows, row_position
 
         start = (self.deep_page - 7) * self.page_size - 1
         rows = list(reference_rows(world.main, "order")[start : self.deep_page * self.page_size])
         self.deep_positions = [
-            row_position(rows[(self.deep_page - k) * self.page_size - 1 - start], "-modified")
+            row_position(
+                rows[(self.deep_page - k) * self.page_size - 1 - start], KEYSETS["-modified"]
+            )
             for k in range(8)
         ]
 

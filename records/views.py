@@ -18,7 +18,7 @@ from django_htmx.http import reswap, retarget
 from integrations.models import EntityType, Integration
 from integrations.tenancy import TenantMixin
 from integrations.views import ENTITY_SLUGS
-from references.selectors import DEFAULT_PAGE_SIZE, PAGE_SIZES, page_of
+from references.selectors import DEFAULT_PAGE_SIZE, PAGE_SIZES, RECORDS_KEYSET, paged
 
 from .filters import RecordFilterSet
 from .forms import CustomDataAddForm, CustomDataEditForm, owned_by_connector
@@ -93,8 +93,9 @@ class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
         filterset = RecordFilterSet(self.request.GET or None, queryset=queryset, tenant=self.tenant)
         per_page = _positive_int(self.request.GET.get("per_page"), DEFAULT_PAGE_SIZE)
         per_page = per_page if per_page in PAGE_SIZES else DEFAULT_PAGE_SIZE
-        # The References page's paging: one row more than shown says whether a next page exists.
-        result = page_of(
+        # The References page's paging: one row more than shown says whether a next page
+        # exists, and Next/Previous seek from the last/first row shown (keyset paging).
+        result, _, _ = paged(
             filterset.qs.prefetch_related(
                 Prefetch(
                     "remote_ids",
@@ -103,8 +104,11 @@ class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
                     ),
                 )
             ),
+            RECORDS_KEYSET,
             _positive_int(self.request.GET.get("page"), 1),
             per_page,
+            after=self.request.GET.get("after", ""),
+            before=self.request.GET.get("before", ""),
         )
         page, has_next, records = result.number, result.has_next, result.rows
         filtered = any(
@@ -123,6 +127,8 @@ class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
             default_per_page=DEFAULT_PAGE_SIZE,
             has_next=has_next,
             has_previous=result.has_previous,
+            first_position=result.first_position,
+            last_position=result.last_position,
             first_index=result.start,
             last_index=result.end,
             **kwargs,

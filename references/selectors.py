@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -302,52 +303,94 @@ def page_of(rows, number: int, size: int) -> Page:
 # they are ordered by match rank first and are short.
 
 
-def _sort_columns(sort: str) -> tuple[str, str]:
-    """The sort's column and its unique tie-break, as in SORTS."""
-    return tuple(name.lstrip("-") for name in SORTS[sort])
+def _parse_moment(value):
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
-def row_position(row, sort: str) -> str:
-    """An opaque, URL-safe token of where `row` sits in `sort` order."""
-    if sort.lstrip("-") == "modified":
-        values = [row.record.last_modified.isoformat(), row.record.local_id]
-    else:
-        values = [row.remote_id, row.record_id]
-    raw = json.dumps([sort, *values], separators=(",", ":"))
+def _parse_local_id(value):
+    return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{32}", value) else None
+
+
+def _parse_str(value):
+    return value if isinstance(value, str) else None
+
+
+def _parse_int(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """An ordering that paging can seek in: a column, then a tie-break unique among the rows."""
+
+    name: str  # in every token, so a token of another ordering is refused
+    column: str
+    tie: str
+    descending: bool
+    values: Callable  # row -> (column value, tie value), JSON-ready
+    parse_value: Callable  # JSON -> column value, or None
+    parse_tie: Callable  # JSON -> tie value, or None
+
+
+def _modified_keyset(name: str, descending: bool, *, record: str = "record__") -> Keyset:
+    def values(row):
+        record_of_row = row.record if record else row
+        return record_of_row.last_modified.isoformat(), record_of_row.local_id
+
+    return Keyset(
+        name, f"{record}last_modified", f"{record}local_id", descending, values,
+        _parse_moment, _parse_local_id,
+    )  # fmt: skip
+
+
+def _source_keyset(name: str, descending: bool) -> Keyset:
+    return Keyset(
+        name, "remote_id", "record_id", descending, lambda row: (row.remote_id, row.record_id),
+        _parse_str, _parse_int,
+    )  # fmt: skip
+
+
+# The References table's sorts (the same orderings as SORTS).
+KEYSETS = {
+    "-modified": _modified_keyset("-modified", True),
+    "modified": _modified_keyset("modified", False),
+    "source": _source_keyset("source", False),
+    "-source": _source_keyset("-source", True),
+}
+# The Records list: newest first, local_id as the tie-break (record_delta_sync_idx).
+RECORDS_KEYSET = _modified_keyset("records", True, record="")
+
+
+def row_position(row, keyset: Keyset) -> str:
+    """An opaque, URL-safe token of where `row` sits in the keyset's order."""
+    raw = json.dumps([keyset.name, *keyset.values(row)], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def parse_position(token: str, sort: str):
-    """(sort value, tie-break) from a token of the same sort; None for anything else."""
+def parse_position(token: str, keyset: Keyset):
+    """(column value, tie value) from a token of this keyset; None for anything else."""
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, TypeError):  # bad base64, bad UTF-8 and bad JSON are all ValueErrors
         return None
-    if not (isinstance(data, list) and len(data) == 3 and data[0] == sort):
+    if not (isinstance(data, list) and len(data) == 3 and data[0] == keyset.name):
         return None
-    _, first, tie = data
-    if not isinstance(first, str):
-        return None
-    if sort.lstrip("-") != "modified":
-        return (first, tie) if isinstance(tie, int) and not isinstance(tie, bool) else None
-    if not (isinstance(tie, str) and re.fullmatch(r"[0-9a-f]{32}", tie)):
-        return None
-    try:
-        moment = datetime.fromisoformat(first)
-    except ValueError:
-        return None
-    return (moment, tie) if moment.tzinfo is not None else None
+    value, tie = keyset.parse_value(data[1]), keyset.parse_tie(data[2])
+    return None if value is None or tie is None else (value, tie)
 
 
-def _past(rows, sort: str, position, *, forward: bool):
-    """The rows strictly after `position` in `sort` order (forward) or strictly before it."""
-    column, tie_column = _sort_columns(sort)
-    towards_smaller = sort.startswith("-") == forward
-    op = "lt" if towards_smaller else "gt"
+def _past(rows, keyset: Keyset, position, *, forward: bool):
+    """The rows strictly after `position` in the keyset's order (forward) or strictly before."""
+    op = "lt" if keyset.descending == forward else "gt"
     value, tie = position
+    column = keyset.column
     # The redundant lte/gte lets the index range-scan; the OR breaks ties.
     return rows.filter(**{f"{column}__{op}e": value}).filter(
-        Q(**{f"{column}__{op}": value}) | Q(**{column: value, f"{tie_column}__{op}": tie})
+        Q(**{f"{column}__{op}": value}) | Q(**{column: value, f"{keyset.tie}__{op}": tie})
     )
 
 
@@ -355,27 +398,48 @@ def _reversed_ordering(rows):
     return [name[1:] if name.startswith("-") else f"-{name}" for name in rows.query.order_by]
 
 
-def keyset_page(rows, sort: str, number: int, size: int, *, after="", before="") -> Page | None:
-    """The page after (or before) a position token; None when the token is not usable here."""
-    position = parse_position(after or before, sort) if sort in SORTS else None
+def keyset_page(
+    rows, keyset: Keyset, number: int, size: int, *, after="", before=""
+) -> Page | None:
+    """The page after (or before) a position token; None when the token is not usable here.
+
+    `rows` must be ordered by (column, tie) in the keyset's direction.
+    """
+    position = parse_position(after or before, keyset)
     if position is None:
         return None
     if after:
-        fetched = list(_past(rows, sort, position, forward=True)[: size + 1])
+        fetched = list(_past(rows, keyset, position, forward=True)[: size + 1])
         page = Page(
             rows=fetched[:size], number=max(2, number), size=size, has_next=len(fetched) > size
         )
     else:
-        backwards = _past(rows, sort, position, forward=False).order_by(*_reversed_ordering(rows))
+        backwards = _past(rows, keyset, position, forward=False).order_by(*_reversed_ordering(rows))
         fetched = list(backwards[: size + 1])
         if len(fetched) <= size:
             # Back at the start: page 1 exactly as a fresh load shows it.
-            return with_positions(page_of(rows, 1, size), sort)
+            return with_positions(page_of(rows, 1, size), keyset)
         page = Page(rows=fetched[:size][::-1], number=max(2, number), size=size, has_next=True)
-    return with_positions(page, sort)
+    return with_positions(page, keyset)
 
 
-def with_positions(page: Page, sort: str) -> Page:
+def with_positions(page: Page, keyset: Keyset) -> Page:
     for row in page.rows:
-        row.position = row_position(row, sort)
+        row.position = row_position(row, keyset)
     return page
+
+
+def paged(rows, keyset: Keyset | None, number: int, size: int, *, after="", before=""):
+    """A page by position when the request carries a usable one, else by number.
+
+    Returns (page, after, before): the positions actually used, for the page's own URL.
+    """
+    page = None
+    if keyset is not None and (after or before):
+        page = keyset_page(rows, keyset, number, size, after=after, before="" if after else before)
+    if page is not None:
+        return page, after, "" if after else before
+    page = page_of(rows, number, size)
+    if keyset is not None:
+        with_positions(page, keyset)
+    return page, "", ""

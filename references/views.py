@@ -33,13 +33,12 @@ from .filters import DEFAULTS, ReferenceFilterSet
 from .forms import DeleteAllForm, EditReferenceForm, ReferenceForm
 from .selectors import (
     DEFAULT_PAGE_SIZE,
+    KEYSETS,
     PAGE_SIZES,
     base_reference_rows,
     capped_count,
-    keyset_page,
     matched_side,
-    page_of,
-    with_positions,
+    paged,
 )
 
 SLUG_TO_TYPE = {slug: record_type for record_type, slug in ENTITY_SLUGS.items()}
@@ -216,19 +215,15 @@ class ReferencesMixin(TenantMixin):
             rows = rows.exclude(record=pinned)
         # Keyset paging ("Next"/"Previous" carry a row position), except for search results,
         # which are ordered by match rank and short; see selectors.keyset_page.
-        sort = params["sort"]
-        keyset = not params["q"] and pinned is None
-        after = data.get("after", "") if keyset else ""
-        before = "" if after or not keyset else data.get("before", "")
-        page = None
-        if after or before:
-            page = keyset_page(rows, sort, page_number, per_page, after=after, before=before)
-            if page is None:  # a cursor from another sort, or tampered with: offset paging
-                after = before = ""
-        if page is None:
-            page = page_of(rows, page_number, per_page)
-            if keyset:
-                with_positions(page, sort)
+        keyset = KEYSETS.get(params["sort"]) if not params["q"] and pinned is None else None
+        page, after, before = paged(
+            rows,
+            keyset,
+            page_number,
+            per_page,
+            after=data.get("after", ""),
+            before=data.get("before", ""),
+        )
         pinned_row = self.row_for(pinned, q=params["q"]) if pinned is not None else None
         for row in page.rows:
             row.matched = matched_side(row, params["q"])

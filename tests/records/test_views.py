@@ -179,6 +179,47 @@ def test_pages_fetch_one_row_more_instead_of_counting(support_client, world):
     assert "Showing 26–30" in second.text
 
 
+def pager_link(response, rel):
+    import html
+    import re
+
+    found = re.search(rf'href="([^"]*)" rel="{rel}"', response.text)
+    return html.unescape(found.group(1)) if found else None
+
+
+def test_next_and_previous_seek_from_the_rows_shown(support_client, world):
+    records = [RecordFactory(tenant=world.tenant) for _ in range(60)]
+    now = timezone.now()
+    # Half share one timestamp: the local id must break the ties across page boundaries.
+    Record.objects.filter(pk__in=[r.pk for r in records[:30]]).update(last_modified=now)
+    expected = list(
+        Record.objects.filter(tenant=world.tenant, record_type="order")
+        .order_by("-last_modified", "-local_id")
+        .values_list("local_id", flat=True)
+    )
+
+    pages, url = [], list_url(per_page=25)
+    while url:
+        response = support_client.get(url if url.startswith("/") else list_url() + url)
+        pages.append((url, local_ids(response)))
+        url = pager_link(response, "next")
+
+    assert [local_id for _, page in pages for local_id in page] == expected
+    assert "after=" in pages[1][0] and "page=2" in pages[1][0]
+    last = support_client.get(list_url() + pages[2][0])
+    back = support_client.get(list_url() + pager_link(last, "prev"))
+    assert local_ids(back) == pages[1][1]
+    first = support_client.get(list_url() + pager_link(back, "prev"))
+    assert local_ids(first) == pages[0][1]
+    assert "after=" not in pager_link(back, "prev") and "before=" not in pager_link(back, "prev")
+
+    # A record changed meanwhile moves to the top; the next page neither repeats nor skips.
+    page_one = support_client.get(list_url(per_page=25))
+    Record.objects.filter(local_id=expected[-1]).update(last_modified=now + timedelta(hours=1))
+    page_two = support_client.get(list_url() + pager_link(page_one, "next"))
+    assert local_ids(page_two) == expected[25:50]
+
+
 def test_an_unknown_page_size_falls_back_to_the_default(support_client, world):
     response = support_client.get(list_url(per_page=100000, page="x"))
     assert response.context["per_page"] == 50
