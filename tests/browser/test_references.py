@@ -12,14 +12,6 @@ from tests.factories import PASSWORD, make_reference
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def _patient_expect():
-    # Two CPUs shared by parallel suites: give swaps more than the default 5 s, then put it back.
-    expect.set_options(timeout=15_000)
-    yield
-    expect.set_options(timeout=5_000)
-
-
 def log_in(page: Page, live_server, username: str, next_url: str):
     page.goto(f"{live_server.url}/login/?next={next_url}")
     page.get_by_label("Username").fill(username)
