@@ -32,11 +32,14 @@ class StaleEdit(DomainError):
 
     status = 409
 
-    def __init__(self, message: str, *, changed_by: str, changed_at, current: dict):
+    def __init__(
+        self, message: str, *, changed_by: str, changed_at, current: dict, current_version=None
+    ):
         super().__init__(message, code="stale")
         self.changed_by = changed_by
         self.changed_at = changed_at
         self.current = current
+        self.current_version = current_version
 
 
 class VersionMismatch(DomainError):

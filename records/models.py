@@ -1,8 +1,79 @@
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from integrations.models import HEX32_PATTERN, TenantQuerySet, new_hex_id
+
+# --- one writer: RemoteId, Batch and BatchChange rows are written by records.changes only ---
+
+_engine_writing = contextvars.ContextVar("refdesk_engine_writing", default=False)
+
+
+class WriteOutsideEngine(RuntimeError):
+    """A remote id, batch or batch change was written outside records.changes.apply()."""
+
+
+def _check_engine_is_writing(model) -> None:
+    if not _engine_writing.get():
+        raise WriteOutsideEngine(
+            f"{model.__name__} rows are written only by records.changes.apply(); "
+            "build a change set instead."
+        )
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Open the door for the change engine's writes (and for test factories building a world).
+
+    tests/test_architecture.py fails if any other module of the app opens it.
+    """
+    token = _engine_writing.set(True)
+    try:
+        yield
+    finally:
+        _engine_writing.reset(token)
+
+
+class EngineWrittenQuerySet(TenantQuerySet):
+    """Refuses bulk writes outside the change engine (reads are free)."""
+
+    def bulk_create(self, *args, **kwargs):
+        _check_engine_is_writing(self.model)
+        return super().bulk_create(*args, **kwargs)
+
+    def bulk_update(self, *args, **kwargs):
+        _check_engine_is_writing(self.model)
+        return super().bulk_update(*args, **kwargs)
+
+    def update(self, *args, **kwargs):
+        _check_engine_is_writing(self.model)
+        return super().update(*args, **kwargs)
+
+    def delete(self):
+        _check_engine_is_writing(self.model)
+        return super().delete()
+
+
+class EngineWrittenModel(models.Model):
+    """A model whose rows only the change engine writes; deleting its parents still cascades."""
+
+    objects = EngineWrittenQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        _check_engine_is_writing(type(self))
+        return super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        _check_engine_is_writing(type(self))
+        return super().delete(*args, **kwargs)
+
 
 # C0 controls and DEL; the services reject every Unicode control character (category Cc),
 # the database refuses at least these even if a bulk path bypasses the services.
@@ -52,7 +123,7 @@ class Record(models.Model):
         return f"{self.record_type} {self.local_id}"
 
 
-class RemoteId(models.Model):
+class RemoteId(EngineWrittenModel):
     """A record's id in one connection's remote system: the one source of truth for references."""
 
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
@@ -64,8 +135,6 @@ class RemoteId(models.Model):
     record_type = models.CharField(max_length=40)
     remote_id = models.CharField(max_length=255)
     remote_ref = models.CharField(max_length=255, blank=True, default="")
-
-    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -166,14 +235,19 @@ class CustomData(models.Model):
         return f"{self.connection_key}|{self.module_id}|{self.key}"
 
 
-class Batch(models.Model):
-    """One bulk change (delete, delete all, import, accepted suggestions) that can be undone."""
+class Batch(EngineWrittenModel):
+    """One applied change set (records.changes): what it removed and added, so it can be undone."""
 
     class Kind(models.TextChoices):
+        ADD = "add", "Add"
+        EDIT = "edit", "Edit"
+        REVERT = "revert", "Revert"
         DELETE = "delete", "Delete"
         DELETE_ALL = "delete_all", "Delete all"
         IMPORT = "import", "Import"
         LINK_SUGGESTIONS = "link_suggestions", "Accept suggested links"
+        API = "api", "API write"
+        SYNC = "sync", "Sync"
 
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -192,8 +266,6 @@ class Batch(models.Model):
     # ("removed_records": snapshots put back with the same local_id).
     details = models.JSONField(default=dict, blank=True)
 
-    objects = TenantQuerySet.as_manager()
-
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "batches"
@@ -207,7 +279,7 @@ class Batch(models.Model):
         return self.restored_at is not None
 
 
-class BatchChange(models.Model):
+class BatchChange(EngineWrittenModel):
     """A remote-id row a batch removed or added: what restoring the batch puts back or takes away.
 
     Written set-based (INSERT ... SELECT), so a delete-all of a million rows is two statements.
@@ -236,8 +308,6 @@ class BatchChange(models.Model):
     remote_id = models.CharField(max_length=255)
     remote_ref = models.CharField(max_length=255, blank=True, default="")
 
-    objects = TenantQuerySet.as_manager()
-
     class Meta:
         indexes = [models.Index(fields=["tenant", "batch", "change"], name="batchchange_batch_idx")]
 
@@ -255,6 +325,7 @@ class AuditEntry(models.Model):
         DELETE_ALL = "delete_all", "Deleted all references"
         IMPORT = "import", "Imported references"
         RESTORE = "restore", "Restored"
+        REVERT = "revert", "Reverted reference"
         LINK = "link", "Linked suggested record"
         RECORD_CREATE = "record_create", "Created record"
         RECORD_UPDATE = "record_update", "Updated record"

@@ -15,13 +15,14 @@ from datetime import UTC as datetime_utc
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Prefetch, Q
-from django.utils import timezone
+from django.db.models import Prefetch, Q
 
 from integrations.models import Connection
 
-from .errors import Conflict, DomainError, InvalidValue, NotAllowed, VersionMismatch
-from .models import AuditEntry, CustomData, Record, RemoteId
+from . import changes
+from .audit import Actor, mark_changed, touch_record, write_audit
+from .errors import Conflict, DomainError, InvalidValue, NotAllowed, StaleEdit, VersionMismatch
+from .models import AuditEntry, Batch, CustomData, Record, RemoteId
 from .validation import (
     SELF_MADE_MODULE_PREFIX,
     check_storable_json,
@@ -32,81 +33,6 @@ from .validation import (
     clean_remote_ref,
     parse_custom_value,
 )
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who makes a change, written everywhere as `{type}/{id}`."""
-
-    kind: str  # "user", "connection" or "system"
-    id: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.id}"
-
-    @classmethod
-    def for_user(cls, user) -> Actor:
-        return cls("user", user.get_username())
-
-    @classmethod
-    def for_connection(cls, connection: Connection) -> Actor:
-        return cls("connection", connection.connection_id)
-
-    @classmethod
-    def system(cls, name: str) -> Actor:
-        return cls("system", name)
-
-
-def remote_id_snapshot(row: RemoteId | None) -> dict | None:
-    if row is None:
-        return None
-    return {
-        "connection_id": row.connection.connection_id,
-        "remote_id": row.remote_id,
-        "remote_ref": row.remote_ref,
-    }
-
-
-def write_audit(
-    tenant,
-    actor: Actor,
-    action: str,
-    *,
-    record: Record | None = None,
-    record_type: str = "",
-    connection=None,
-    integration=None,
-    batch=None,
-    before=None,
-    after=None,
-    summary: str = "",
-    at=None,
-) -> AuditEntry:
-    return AuditEntry.objects.create(
-        tenant=tenant,
-        created_at=at or timezone.now(),
-        actor=str(actor),
-        action=action,
-        record=record,
-        local_id=record.local_id if record else "",
-        record_type=record.record_type if record else record_type,
-        connection=connection,
-        integration=integration,
-        batch=batch,
-        before=before,
-        after=after,
-        summary=summary[:500],
-    )
-
-
-def touch_record(record: Record, actor: Actor, *, at=None) -> Record:
-    """Mark a record changed: last_modified, last_modified_by and a new version."""
-    at = at or timezone.now()
-    Record.objects.filter(pk=record.pk).update(
-        last_modified=at, last_modified_by=str(actor), version=F("version") + 1
-    )
-    record.refresh_from_db(fields=["last_modified", "last_modified_by", "version"])
-    return record
 
 
 def create_record(tenant, record_type: str, actor: Actor, *, data: dict | None = None) -> Record:
@@ -203,18 +129,8 @@ def _custom_data_snapshot(item: CustomData | CustomDataInput | None) -> dict | N
     return {"key": item.full_key, "type": item.type, "value": item.value}
 
 
-@transaction.atomic
-def set_custom_data(
-    record: Record,
-    entries: Iterable[CustomDataInput],
-    actor: Actor,
-    *,
-    writer: Connection | None = None,
-) -> list[CustomData]:
-    """Upsert entries: update where the key exists, else create. All or nothing."""
-    cleaned = [clean_custom_data_input(entry, record.tenant) for entry in entries]
-    for entry in cleaned:
-        _check_writer(entry, writer)
+def _upsert_custom_data(record: Record, cleaned: list[CustomDataInput], actor: Actor):
+    """Update where the key exists, else create; audit each change. Returns (saved, changed)."""
     saved = []
     changed = False
     for entry in cleaned:
@@ -252,13 +168,40 @@ def set_custom_data(
             summary=f"Set {existing.full_key}",
         )
         saved.append(existing)
+    return saved, changed
+
+
+def _cleaned_for_writer(record, entries, writer) -> list[CustomDataInput]:
+    cleaned = [clean_custom_data_input(entry, record.tenant) for entry in entries]
+    for entry in cleaned:
+        _check_writer(entry, writer)
+    return cleaned
+
+
+@transaction.atomic
+def set_custom_data(
+    record: Record,
+    entries: Iterable[CustomDataInput],
+    actor: Actor,
+    *,
+    writer: Connection | None = None,
+    version: int | None = None,
+) -> list[CustomData]:
+    """Upsert entries: update where the key exists, else create. All or nothing.
+
+    With `version` (the record's version the form was opened on) a stale edit is refused,
+    like every edit (records.changes.claim_version).
+    """
+    cleaned = _cleaned_for_writer(record, entries, writer)
+    if version is not None:
+        changes.claim_version(record, version)
+    saved, changed = _upsert_custom_data(record, cleaned, actor)
     if changed:
         touch_record(record, actor)
     return saved
 
 
-@transaction.atomic
-def delete_custom_data(item: CustomData, actor: Actor, *, writer: Connection | None = None):
+def _delete_custom_data_item(item: CustomData, actor: Actor, writer: Connection | None) -> None:
     if writer is not None and item.connection_id not in (None, writer.pk):
         raise NotAllowed("This connection may not delete another connection's custom data.")
     before = _custom_data_snapshot(item)
@@ -273,7 +216,34 @@ def delete_custom_data(item: CustomData, actor: Actor, *, writer: Connection | N
         before=before,
         summary=f"Deleted {before['key']}",
     )
-    touch_record(record, actor)
+
+
+@transaction.atomic
+def delete_custom_data(item: CustomData, actor: Actor, *, writer: Connection | None = None):
+    _delete_custom_data_item(item, actor, writer)
+    touch_record(item.record, actor)
+
+
+def _replace_custom_data(record: Record, cleaned: list[CustomDataInput], actor, writer):
+    """Make the writable custom data exactly `cleaned`. Returns (kept, changed): the entries
+    kept because `writer` may not write them, and whether anything changed."""
+    current = list(
+        CustomData.objects.for_tenant(record.tenant)
+        .filter(record=record)
+        .select_related("connection")
+    )
+    wanted = {entry.full_key for entry in cleaned}
+    kept = []
+    changed = False
+    for item in current:
+        writable = writer is None or item.connection_id in (None, writer.pk)
+        if not writable:
+            kept.append(item)
+        elif item.full_key not in wanted:
+            _delete_custom_data_item(item, actor, writer)
+            changed = True
+    _, upserted = _upsert_custom_data(record, cleaned, actor)
+    return kept, changed or upserted
 
 
 @transaction.atomic
@@ -289,23 +259,11 @@ def replace_custom_data(
     A connection may replace its own connection-scoped and the unscoped entries; entries scoped
     to other connections are never touched by it (they are returned so callers can say so).
     """
-    cleaned = [clean_custom_data_input(entry, record.tenant) for entry in entries]
-    for entry in cleaned:
-        _check_writer(entry, writer)
-    current = list(
-        CustomData.objects.for_tenant(record.tenant)
-        .filter(record=record)
-        .select_related("connection")
+    kept, changed = _replace_custom_data(
+        record, _cleaned_for_writer(record, entries, writer), actor, writer
     )
-    wanted = {entry.full_key for entry in cleaned}
-    kept = []
-    for item in current:
-        writable = writer is None or item.connection_id in (None, writer.pk)
-        if not writable:
-            kept.append(item)
-        elif item.full_key not in wanted:
-            delete_custom_data(item, actor, writer=writer)
-    set_custom_data(record, cleaned, actor, writer=writer)
+    if changed:
+        touch_record(record, actor)
     return kept
 
 
@@ -362,7 +320,11 @@ def remote_id_lookup_value(remote_id) -> str:
 
 
 def refuse_taken_remote_id(tenant, connection, record_type: str, remote_id, record=None):
-    """Conflict (409) naming the record that holds `remote_id`, unless that is `record`."""
+    """Conflict (409) naming the record that holds `remote_id`, unless that is `record`.
+
+    A read-only pre-check for a create, before anything is written; the change engine checks
+    the same rule again when it writes (and a race ends in the same message).
+    """
     if remote_id is None:
         return
     holder = remote_id_holder(tenant, connection, record_type, remote_id)
@@ -370,63 +332,26 @@ def refuse_taken_remote_id(tenant, connection, record_type: str, remote_id, reco
         raise conflict_for_remote_id(holder, field="remote_id", label="Remote id")
 
 
-def _conflict_after_race(tenant, connection, record_type, remote_id, record, error) -> Conflict:
-    """A concurrent writer took the id between our check and our write: the same 409."""
-    try:
-        refuse_taken_remote_id(tenant, connection, record_type, remote_id, record)
-    except Conflict as conflict:
-        return conflict
-    return Conflict(
-        "Another change to this record's remote id happened at the same time; try again.",
-        field="remote_id",
+def _own_id_change_set(record: Record, connection, remote_id, remote_ref, actor, **options):
+    """The change set of an API connection setting (or with None removing) its own id."""
+    return changes.ChangeSet(
+        tenant=record.tenant,
+        record_type=record.record_type,
+        actor=actor,
+        kind=Batch.Kind.API,
+        changes=[
+            changes.Change(
+                changes.Action.SET_ID,
+                record_id=record.pk,
+                connection_id=connection.pk,
+                remote_id=remote_id,
+                remote_ref=remote_ref or "",
+            )
+        ],
+        strict=True,
+        audit_action=AuditEntry.Action.REMOTE_ID_SET,
+        **options,
     )
-
-
-def _write_own_row(record: Record, connection, remote_id, remote_ref, actor: Actor) -> bool:
-    """Create, change or (remote_id None) remove the connection's row; audit it."""
-    tenant = record.tenant
-    row = (
-        RemoteId.objects.for_tenant(tenant)
-        .select_related("connection")
-        .filter(record=record, connection=connection)
-        .first()
-    )
-    before = remote_id_snapshot(row)
-    if remote_id is None:
-        if row is None:
-            return False
-        row.delete()
-        after = None
-        summary = f"Removed remote id {before['remote_id']}"
-    elif row is None:
-        row = RemoteId.objects.create(
-            tenant=tenant,
-            record=record,
-            connection=connection,
-            record_type=record.record_type,
-            remote_id=remote_id,
-            remote_ref=remote_ref,
-        )
-        after = remote_id_snapshot(row)
-        summary = f"Set remote id {remote_id}"
-    elif (row.remote_id, row.remote_ref) != (remote_id, remote_ref):
-        row.remote_id, row.remote_ref = remote_id, remote_ref
-        row.save(update_fields=["remote_id", "remote_ref"])
-        after = remote_id_snapshot(row)
-        summary = f"Changed remote id {before['remote_id']} to {remote_id}"
-    else:
-        return False
-    write_audit(
-        tenant,
-        actor,
-        AuditEntry.Action.REMOTE_ID_SET,
-        record=record,
-        connection=connection,
-        before=before,
-        after=after,
-        summary=summary,
-    )
-    return True
 
 
 def set_own_remote_id(record: Record, connection, remote_id, remote_ref, actor: Actor) -> bool:
@@ -437,15 +362,8 @@ def set_own_remote_id(record: Record, connection, remote_id, remote_ref, actor: 
     also when a concurrent writer wins the race (the unique constraint decides).
     """
     remote_id, remote_ref = clean_own_remote_id(remote_id, remote_ref)
-    tenant, record_type = record.tenant, record.record_type
-    refuse_taken_remote_id(tenant, connection, record_type, remote_id, record)
-    try:
-        with transaction.atomic():
-            return _write_own_row(record, connection, remote_id, remote_ref, actor)
-    except IntegrityError as error:
-        raise _conflict_after_race(
-            tenant, connection, record_type, remote_id, record, error
-        ) from error
+    applied = changes.apply(_own_id_change_set(record, connection, remote_id, remote_ref, actor))
+    return applied.batch is not None
 
 
 def parse_custom_data_entries(tenant, entries: dict) -> list[CustomDataInput]:
@@ -529,8 +447,8 @@ def create_record_with_remote_id(
 ) -> Record:
     """A new record, known to `connection` by `remote_id` (if given), with its custom data.
 
-    All or nothing; a remote id another record holds is a Conflict naming it, also when two
-    creates race for the same id (exactly one wins).
+    All or nothing, at version 1; a remote id another record holds is a Conflict naming it,
+    also when two creates race for the same id (exactly one wins).
     """
     record_type = clean_record_type(record_type)
     data = clean_record_data(data)
@@ -538,27 +456,31 @@ def create_record_with_remote_id(
     entries = parse_custom_data_entries(tenant, custom_data or {})
     _check_custom_data_writer(entries, connection)
     refuse_taken_remote_id(tenant, connection, record_type, remote_id)
-    try:
-        with transaction.atomic():
-            record = create_record(tenant, record_type, actor, data=data)
-            write_audit(
-                tenant,
-                actor,
-                AuditEntry.Action.RECORD_CREATE,
-                record=record,
-                connection=connection,
-                after={"data": data},
-                summary=f"Created {record_type} {record.local_id}",
-            )
-            if remote_id is not None:
-                _write_own_row(record, connection, remote_id, remote_ref, actor)
-            if entries:
-                set_custom_data(record, entries, actor, writer=connection)
-    except IntegrityError as error:
-        raise _conflict_after_race(tenant, connection, record_type, remote_id, None, error) from (
-            error
+    with transaction.atomic():
+        record = create_record(tenant, record_type, actor, data=data)
+        write_audit(
+            tenant,
+            actor,
+            AuditEntry.Action.RECORD_CREATE,
+            record=record,
+            connection=connection,
+            after={"data": data},
+            summary=f"Created {record_type} {record.local_id}",
         )
-    return record
+        if remote_id is not None:
+            changes.apply(
+                _own_id_change_set(
+                    record,
+                    connection,
+                    remote_id,
+                    remote_ref,
+                    actor,
+                    new_record_ids=frozenset({record.pk}),
+                )
+            )
+        if entries:
+            _upsert_custom_data(record, entries, actor)
+    return Record.objects.for_tenant(tenant).get(pk=record.pk)
 
 
 @transaction.atomic
@@ -577,23 +499,24 @@ def update_record(
     write (its own and unscoped entries; those not sent are deleted).
 
     Entries scoped to other connections are kept and returned, so the caller can say so.
-    lastModified moves only when something changed (an unchanged PUT is not an edit).
-    With `if_version` (the API's If-Match) the write happens only if the record is still at
-    that version, so a client never overwrites a change it has not seen.
+    One version bump for the whole write, and none when nothing changed (an unchanged PUT is
+    not an edit). With `if_version` (the API's If-Match) the write happens only if the record
+    is still at that version, so a client never overwrites a change it has not seen.
     """
     data = clean_record_data(data)
-    clean_own_remote_id(remote_id, remote_ref)
+    remote_id, remote_ref = clean_own_remote_id(remote_id, remote_ref)
     entries = parse_custom_data_entries(record.tenant, custom_data)
     _check_custom_data_writer(entries, connection)
     # One writer at a time per record: concurrent PUTs apply one after the other.
-    record = Record.objects.for_tenant(record.tenant).select_for_update().get(pk=record.pk)
-    if if_version is not None and record.version != if_version:
+    try:
+        record = changes.claim_version(record, if_version)
+    except StaleEdit as stale:
         raise VersionMismatch(
-            f"The record changed since you read it: it is at version {record.version}, "
+            f"The record changed since you read it: it is at version {stale.current_version}, "
             f"If-Match said {if_version}. Nothing was written; GET it again and reapply "
             "your change.",
-            current_version=record.version,
-        )
+            current_version=stale.current_version,
+        ) from None
     changed = False
     if record.data != data:
         before = record.data
@@ -610,10 +533,11 @@ def update_record(
             summary=f"Replaced the data of {record.record_type} {record.local_id}",
         )
         changed = True
-    changed = set_own_remote_id(record, connection, remote_id, remote_ref, actor) or changed
-    kept = replace_custom_data(record, entries, actor, writer=connection)
-    if changed:
-        touch_record(record, actor)
+    kept, custom_changed = _replace_custom_data(record, entries, actor, connection)
+    # The engine marks the record changed when it writes the id; otherwise we do it here.
+    applied = changes.apply(_own_id_change_set(record, connection, remote_id, remote_ref, actor))
+    if (changed or custom_changed) and applied.batch is None:
+        mark_changed(record.tenant, [record.pk], actor)
     return kept
 
 

@@ -15,22 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import transaction
 from django.db.models import CharField, Count, Exists, F, OuterRef, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
-from django.utils import timezone
 
+from records import changes
+from records.audit import Actor
 from records.errors import DomainError, InvalidValue
-from records.models import AuditEntry, Batch, BatchChange, CustomData, Record, RemoteId
-from records.services import Actor
+from records.models import AuditEntry, Batch, Record, RemoteId
 
-from .services import (
-    _check_entity_type,
-    reference_snapshot,
-    snapshot_removed_record,
-    unlinked_source_rows,
-)
+from .services import check_entity_type, reference_change_set, unlinked_source_rows
 
 REMOTE_REF = "remote_ref"
 DEFAULT_LIMIT = 100
@@ -117,7 +111,7 @@ def find_suggestions(
     integration, record_type: str, field: str = REMOTE_REF, *, limit: int = DEFAULT_LIMIT
 ) -> tuple[list[Suggestion], int]:
     """The first `limit` suggestions (ordered by the matched value) and how many there are."""
-    _check_entity_type(integration, record_type)
+    check_entity_type(integration, record_type)
     matched, targets = _matches(integration, record_type, field)
     total = matched.count()
     sources = list(matched.select_related("record").order_by("key", "pk")[:limit])
@@ -155,132 +149,49 @@ def current_suggestions(integration, record_type: str, field: str, pairs) -> lis
     return found
 
 
-@transaction.atomic
+def accept_change_set(integration, record_type: str, field: str, found, actor: Actor):
+    """One MERGE per suggestion: the target's id moves onto the source's record and the
+    emptied duplicate is retired (brought back by Undo)."""
+    return reference_change_set(
+        integration,
+        record_type,
+        actor,
+        Batch.Kind.LINK_SUGGESTIONS,
+        [
+            changes.Change(
+                changes.Action.MERGE,
+                line=number,
+                record_id=suggestion.source.record_id,
+                target_id=suggestion.target.remote_id,
+                target_ref=suggestion.target.remote_ref,
+                duplicate_id=suggestion.target.record_id,
+                note=f"same {'ref' if field == REMOTE_REF else field} {suggestion.key}; "
+                f"merged duplicate {record_type} {suggestion.target.record.local_id}",
+            )
+            for number, suggestion in enumerate(found, start=1)
+        ],
+        audit_action=AuditEntry.Action.LINK,
+        description=f"Linked {{written}} suggested {record_type} "
+        + ("reference" if len(found) == 1 else "references"),
+        details={"field": field},
+    )
+
+
 def accept_suggestions(
     integration, record_type: str, field: str, pairs: list[tuple[int, int]], actor: Actor
 ) -> Batch:
     """Merge each still-valid pair as one restorable batch. Pairs that no longer hold are left."""
-    _check_entity_type(integration, record_type)
-    tenant = integration.tenant
-    suggestions = current_suggestions(integration, record_type, field, pairs)
-    if not suggestions:
+    check_entity_type(integration, record_type)
+    found = current_suggestions(integration, record_type, field, pairs)
+    applied = (
+        changes.apply(accept_change_set(integration, record_type, field, found, actor))
+        if found
+        else None
+    )
+    if applied is None or applied.batch is None:
         raise DomainError(
             "These suggestions no longer apply (someone linked or changed the records). "
             "Nothing was changed.",
             code="stale",
         )
-    now = timezone.now()
-    batch = Batch.objects.create(
-        tenant=tenant,
-        kind=Batch.Kind.LINK_SUGGESTIONS,
-        actor=str(actor),
-        integration=integration,
-        record_type=record_type,
-        created_at=now,
-        row_count=len(suggestions),
-        description=f"Linked {len(suggestions)} suggested {record_type} "
-        + ("reference" if len(suggestions) == 1 else "references"),
-    )
-    snapshots, added, audits = [], [], []
-    for suggestion in suggestions:
-        survivor, duplicate = suggestion.source.record, suggestion.target.record
-        before = reference_snapshot(integration, survivor)
-        snapshots.append(_merge(tenant, survivor, duplicate))
-        row = RemoteId(
-            tenant=tenant,
-            record=survivor,
-            connection=integration.target,
-            record_type=record_type,
-            remote_id=suggestion.target.remote_id,
-            remote_ref=suggestion.target.remote_ref,
-        )
-        added.append(row)
-        audits.append(
-            AuditEntry(
-                tenant=tenant,
-                created_at=now,
-                actor=str(actor),
-                action=AuditEntry.Action.LINK,
-                record=survivor,
-                local_id=survivor.local_id,
-                record_type=record_type,
-                connection=integration.target,
-                integration=integration,
-                batch=batch,
-                before=before,
-                after={**before, "target_id": row.remote_id, "target_ref": row.remote_ref},
-                summary=f"Linked {suggestion.source.remote_id} to {row.remote_id} "
-                f"(same {'ref' if field == REMOTE_REF else field} {suggestion.key}); "
-                f"merged duplicate {record_type} {duplicate.local_id}",
-            )
-        )
-    RemoteId.objects.bulk_create(added)
-    BatchChange.objects.bulk_create(
-        BatchChange(
-            tenant=tenant,
-            batch=batch,
-            change=BatchChange.Change.ADDED,
-            record_id=row.record_id,
-            connection_id=row.connection_id,
-            record_type=row.record_type,
-            remote_id=row.remote_id,
-            remote_ref=row.remote_ref,
-        )
-        for row in added
-    )
-    AuditEntry.objects.bulk_create(audits)
-    Record.objects.for_tenant(tenant).filter(pk__in=[row.record_id for row in added]).update(
-        last_modified=now, last_modified_by=str(actor), version=F("version") + 1
-    )
-    batch.details = {"removed_records": snapshots, "field": field}
-    batch.save(update_fields=["details"])
-    return batch
-
-
-def _merge(tenant, survivor: Record, duplicate: Record) -> dict:
-    """Move what the duplicate holds onto the survivor, delete it; return its snapshot."""
-    remote_ids = RemoteId.objects.for_tenant(tenant).filter(record=duplicate)
-    rows = list(
-        remote_ids.values("connection_id", "record_type", "remote_id", "remote_ref").order_by()
-    )
-    remote_ids.delete()
-    taken = set(
-        CustomData.objects.for_tenant(tenant)
-        .filter(record=survivor)
-        .values_list("connection_id", "module_id", "key")
-    )
-    custom = list(CustomData.objects.for_tenant(tenant).filter(record=duplicate))
-    dropped = [item for item in custom if (item.connection_id, item.module_id, item.key) in taken]
-    kept = [item.pk for item in custom if item not in dropped]
-    CustomData.objects.filter(pk__in=[item.pk for item in dropped]).delete()
-    CustomData.objects.filter(pk__in=kept).update(record=survivor)
-    audit = AuditEntry.objects.for_tenant(tenant).filter(record=duplicate)
-    audit_ids = list(audit.values_list("pk", flat=True))
-    audit.update(record=survivor)
-    batch_changes = list(
-        BatchChange.objects.for_tenant(tenant)
-        .filter(record=duplicate)
-        .values("batch_id", "change", "connection_id", "record_type", "remote_id", "remote_ref")
-    )
-    snapshot = snapshot_removed_record(
-        duplicate,
-        survivor=survivor,
-        moved={
-            "remote_ids": rows,
-            "custom_data_ids": kept,
-            "dropped_custom_data": [
-                {
-                    "connection_id": item.connection_id,
-                    "module_id": item.module_id,
-                    "key": item.key,
-                    "type": item.type,
-                    "value": item.value,
-                }
-                for item in dropped
-            ],
-            "audit_entry_ids": audit_ids,
-            "batch_changes": batch_changes,
-        },
-    )
-    duplicate.delete()
-    return snapshot
+    return applied.batch

@@ -610,6 +610,7 @@ class RevertView(HistoryView):
                 ),
                 self.actor,
                 version=_int(request.POST.get("version"), record.version),
+                revert=True,
             )
         except DomainError as error:
             record.refresh_from_db()

@@ -5,7 +5,6 @@ suggestions.py and services.py; these views only wire requests to them.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from django.contrib import messages
@@ -220,11 +219,7 @@ class ImportView(BackfillMixin, TemplateView):
 
 
 class ImportApplyView(BackfillMixin, View):
-    """Apply an uploaded file: plan again and write in one transaction.
-
-    With `Accept: application/x-ndjson` (backfill.js) the response streams one JSON line per
-    progress step, so a 100,000-row file shows a progress bar; otherwise it redirects when done.
-    """
+    """Apply an uploaded file: plan again and write in one transaction, then show the result."""
 
     admin_only = True
 
@@ -240,42 +235,18 @@ class ImportApplyView(BackfillMixin, View):
             ),
             token=request.POST.get("upload", ""),
         )
-        done_url = f"{self.url('import')}?upload={upload.token}"
-        steps = imports.apply_steps(
-            self.integration,
-            self.record_type,
-            upload.text,
-            self.actor,
-            filename=upload.filename,
-            upload=upload,
-        )
-        if "application/x-ndjson" in request.headers.get("Accept", ""):
-            response = StreamingHttpResponse(
-                self.stream(steps, done_url), content_type="application/x-ndjson"
-            )
-            response["Cache-Control"] = "no-store"
-            response["X-Accel-Buffering"] = "no"  # proxies: pass each line on at once
-            return response
         try:
-            for _step in steps:
-                pass
+            imports.apply_import(
+                self.integration,
+                self.record_type,
+                upload.text,
+                self.actor,
+                filename=upload.filename,
+                upload=upload,
+            )
         except DomainError as error:
             messages.error(request, error.message)
-        return HttpResponseRedirect(done_url)
-
-    @staticmethod
-    def stream(steps, done_url):
-        def line(payload) -> bytes:
-            return (json.dumps(payload) + "\n").encode()
-
-        try:
-            for step in steps:
-                if isinstance(step, imports.Progress):
-                    yield line({"phase": step.phase, "done": step.done, "total": step.total})
-                else:
-                    yield line({"finished": True, "written": step.written, "url": done_url})
-        except DomainError as error:
-            yield line({"error": error.message, "url": done_url})
+        return HttpResponseRedirect(f"{self.url('import')}?upload={upload.token}")
 
 
 # --- undo ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from integrations.models import Connection, Connector, Integration, Membership, Reseller, Tenant
-from records.models import CustomData, Record, RemoteId
+from records.models import CustomData, Record, RemoteId, writing
 
 PASSWORD = "correct horse battery staple"
 
@@ -84,8 +84,15 @@ class RecordFactory(factory.django.DjangoModelFactory):
 
 
 class RemoteIdFactory(factory.django.DjangoModelFactory):
+    """The world as a sync left it: written past the change engine, like bench/load.py."""
+
     class Meta:
         model = RemoteId
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        with writing():
+            return super()._create(model_class, *args, **kwargs)
 
     record = factory.SubFactory(RecordFactory)
     tenant = factory.SelfAttribute("record.tenant")

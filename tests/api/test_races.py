@@ -7,7 +7,7 @@ import pytest
 from django.db import connection as db_connection
 from django.test import Client
 
-from records import services
+from records import changes, services
 from records.models import Record, RemoteId
 from tests.factories import RecordFactory, RemoteIdFactory
 
@@ -60,15 +60,17 @@ def test_concurrent_creates_with_the_same_remote_id_give_one_201_and_409s(wareho
 def test_a_race_lost_at_the_unique_constraint_is_the_same_409_as_the_pre_check(
     api, warehouse, world, monkeypatch
 ):
-    """Simulate the other writer committing between our check and our insert."""
-    original, calls = services.refuse_taken_remote_id, []
+    """Simulate the other writer committing between our checks and our insert: the pre-check
+    and the engine's plan see nothing the first time, the database constraint refuses."""
+    original, calls = changes.ChangeSet._reject_taken, []
 
-    def check_that_sees_nothing_the_first_time(*args, **kwargs):
+    def check_that_sees_nothing_the_first_time(self, *args, **kwargs):
         calls.append(args)
         if len(calls) > 1:
-            original(*args, **kwargs)
+            original(self, *args, **kwargs)
 
-    monkeypatch.setattr(services, "refuse_taken_remote_id", check_that_sees_nothing_the_first_time)
+    monkeypatch.setattr(services, "refuse_taken_remote_id", lambda *args, **kwargs: None)
+    monkeypatch.setattr(changes.ChangeSet, "_reject_taken", check_that_sees_nothing_the_first_time)
     holder = RecordFactory(tenant=world.tenant, record_type="order")
     RemoteIdFactory(record=holder, connection=warehouse, remote_id="WH-1")
 

@@ -1,4 +1,4 @@
-"""Upload -> preview -> apply in Chromium, with the streamed progress and the Undo button."""
+"""Upload -> preview -> apply in Chromium, and the Undo button."""
 
 import pytest
 from playwright.sync_api import Page, expect

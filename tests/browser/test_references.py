@@ -208,7 +208,7 @@ def test_delete_asks_first_and_can_be_undone(live_server, page: Page, orders):
 
     expect(row).to_contain_text("Not linked")
     assert target_of(orders, "5002") is None
-    toast = page.locator(".toast", has_text="Deleted reference 5002 -> INV-2")
+    toast = page.locator(".toast", has_text="Deleted reference 5002 → INV-2")
     toast.get_by_role("button", name="Undo").click()
 
     expect(page.locator(".toast").get_by_text("Restored 1 reference.")).to_be_visible()

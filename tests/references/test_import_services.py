@@ -2,9 +2,9 @@
 
 import pytest
 
+from records import changes
 from records.errors import DomainError
 from records.models import AuditEntry, Batch, BatchChange, Record, RemoteId
-from references import imports
 from references.imports import (
     ImportFileError,
     Kind,
@@ -14,7 +14,7 @@ from references.imports import (
     plan_text,
 )
 from references.services import restore_batch
-from tests.factories import make_reference
+from tests.factories import RemoteIdFactory, make_reference
 
 pytestmark = pytest.mark.django_db
 
@@ -118,7 +118,7 @@ class TestPlan:
 
         result = plan(world, text)
 
-        assert result.counts == {"new": 3, "change": 1, "unchanged": 1, "rejected": 8}
+        assert result.counts == {"new": 3, "changed": 1, "unchanged": 1, "rejected": 8}
         change = result.of(Kind.CHANGE)[0]
         assert (change.source_id, change.before_target, change.target_id) == (
             "5002",
@@ -145,22 +145,16 @@ class TestPlan:
         record = Record.objects.create(
             tenant=world.tenant, record_type="order", last_modified_by="system/x"
         )
-        RemoteId.objects.create(
-            tenant=world.tenant,
-            record=record,
-            connection=world.erp,
-            record_type="order",
-            remote_id="INV-1",
-        )
+        RemoteIdFactory(record=record, connection=world.erp, remote_id="INV-1")
         result = plan(world, "source_id,target_id\n5001,INV-1\n")
-        assert "that Shopify does not know; see Suggested links" in reasons(result)[2]
+        assert "which Shopify does not know; see Suggested links" in reasons(result)[2]
 
     def test_a_swap_of_two_targets_in_one_file_is_allowed(self, world):
         make_reference(world.integration, source_id="5001", target_id="INV-1")
         make_reference(world.integration, source_id="5002", target_id="INV-2")
         text = "source_id,target_id\n5001,INV-2\n5002,INV-1\n"
 
-        assert plan(world, text).counts["change"] == 2
+        assert plan(world, text).counts["changed"] == 2
         apply(world, text)
 
         assert references(world) == {"5001": "INV-2", "5002": "INV-1"}
@@ -171,7 +165,7 @@ class TestPlan:
         )
         assert plan(world, "source_id,target_id,target_ref\n5001,INV-1,\n").counts["unchanged"] == 1
         result = plan(world, "source_id,target_id,target_ref\n5001,INV-1,Faktura 1b\n")
-        assert result.counts["change"] == 1
+        assert result.counts["changed"] == 1
 
     def test_an_unlinked_source_with_an_empty_target_is_unchanged(self, world):
         make_reference(world.integration, source_id="5001")
@@ -204,7 +198,7 @@ class TestApply:
         assert result.counts == dry
         batch = result.batch
         assert batch.kind == "import"
-        assert batch.row_count == dry["new"] + dry["change"] == 3
+        assert batch.row_count == dry["new"] + dry["changed"] == 3
         assert Record.objects.count() == records_before + 1
         added = BatchChange.objects.filter(batch=batch, change="added")
         removed = BatchChange.objects.filter(batch=batch, change="removed")
@@ -222,8 +216,10 @@ class TestApply:
         assert RemoteId.objects.get(remote_id="INV-20").remote_ref == "Faktura 20"
         entry = AuditEntry.objects.get()
         assert (entry.action, entry.actor, entry.batch) == ("import", "user/anna", batch)
-        assert entry.after == {"new": 2, "change": 1, "unchanged": 1, "rejected": 1}
-        assert entry.summary == ("Imported orders.csv: 2 new, 1 changed, 1 unchanged, 1 rejected")
+        assert entry.after == {"new": 2, "changed": 1, "unchanged": 1, "rejected": 1}
+        assert entry.summary == (
+            "Imported 3 order references from orders.csv: 2 new, 1 changed, 1 unchanged, 1 rejected"
+        )
         touched = Record.objects.get(remote_ids__remote_id="5002")
         assert touched.last_modified_by == "user/anna"
 
@@ -242,14 +238,15 @@ class TestApply:
         self, world, existing, monkeypatch
     ):
         before = references(world)
-        real_plan_text = imports.plan_text
+        real_plan = changes.ChangeSet.plan
 
-        def plan_then_someone_links_inv_4(*args):
-            planned = real_plan_text(*args)
-            make_reference(world.integration, source_id="7777", target_id="INV-4")
+        def plan_then_someone_links_inv_4(change_set):
+            planned = real_plan(change_set)
+            if not RemoteId.objects.filter(remote_id="7777").exists():
+                make_reference(world.integration, source_id="7777", target_id="INV-4")
             return planned
 
-        monkeypatch.setattr(imports, "plan_text", plan_then_someone_links_inv_4)
+        monkeypatch.setattr(changes.ChangeSet, "plan", plan_then_someone_links_inv_4)
 
         with pytest.raises(DomainError) as error:
             apply(world, self.TEXT)
@@ -261,7 +258,7 @@ class TestApply:
     def test_importing_the_same_file_again_is_all_unchanged(self, world, existing):
         apply(world, self.TEXT)
         again = plan(world, self.TEXT).counts
-        assert again == {"new": 0, "change": 0, "unchanged": 4, "rejected": 1}
+        assert again == {"new": 0, "changed": 0, "unchanged": 4, "rejected": 1}
 
     def test_a_large_file_is_written_set_based(self, world, django_assert_max_num_queries):
         rows = "\n".join(f"{5_000_000 + i},INV-{i}" for i in range(5000))

@@ -11,7 +11,7 @@ from django.db import connection as default_connection
 from django.db import connections
 
 from records.errors import Conflict, DomainError, StaleEdit
-from records.models import AuditEntry, BatchChange, RemoteId
+from records.models import AuditEntry, BatchChange, RemoteId, writing
 from records.services import Actor
 from references.services import (
     ReferenceInput,
@@ -139,14 +139,15 @@ def test_edit_and_delete_of_the_same_reference_at_once(world):
             assert target_rows(world).get().remote_id == "T-EDITED"
         # Put the reference back for the next round.
         AuditEntry.objects.all().delete()
-        target_rows(world).delete()
-        RemoteId.objects.create(
-            tenant=world.tenant,
-            record=record,
-            connection=world.erp,
-            record_type="order",
-            remote_id="T-1",
-        )
+        with writing():
+            target_rows(world).delete()
+            RemoteId.objects.create(
+                tenant=world.tenant,
+                record=record,
+                connection=world.erp,
+                record_type="order",
+                remote_id="T-1",
+            )
         record.refresh_from_db()
         version = record.version
 

@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from integrations import apikeys
 from integrations.models import Connection, Connector, Integration, Membership, Reseller, Tenant
-from records.models import CustomData, Record, RemoteId
+from records import changes
+from records.models import AuditEntry, Batch, CustomData, Record, RemoteId
 from records.services import Actor
 from references.services import ReferenceInput, add_reference, edit_reference
 
@@ -28,6 +29,7 @@ VOLUME = {"article": 600, "customer": 500, "order": 1500, "stock": 400}
 UNLINKED_SHARE = 0.05
 DEMO_USERS = [("admin", "admin"), ("support", "support"), ("reseller", "reseller")]
 SEED_ACTOR = Actor.system("seed_demo")
+SYNC_ACTOR = Actor.system("sync")
 PEOPLE = ["user/anna", "user/erik", "system/sync", "connection/{api}"]
 
 
@@ -181,24 +183,42 @@ class Command(BaseCommand):
             for index in range(count)
         ]
         Record.objects.bulk_create(records, batch_size=1000)
-        rows = []
+        ids = []
         for index, record in enumerate(records):
             source_id, source_ref, target_id, target_ref = self.ids(integration, record_type, index)
-            rows.append(self.row(record, integration.source, source_id, source_ref))
+            ids.append((record, integration.source, source_id, source_ref))
             if self.random.random() >= UNLINKED_SHARE:
-                rows.append(self.row(record, integration.target, target_id, target_ref))
-        RemoteId.objects.bulk_create(rows, batch_size=2000)
+                ids.append((record, integration.target, target_id, target_ref))
+        self.sync_ids(tenant, record_type, ids)
         return count
 
     @staticmethod
-    def row(record, connection, remote_id, remote_ref):
-        return RemoteId(
-            tenant=record.tenant,
-            record=record,
-            connection=connection,
-            record_type=record.record_type,
-            remote_id=remote_id,
-            remote_ref=remote_ref,
+    def sync_ids(tenant, record_type, ids):
+        """Give new records their remote ids as a sync would: one change set for the engine."""
+        changes.apply(
+            changes.ChangeSet(
+                tenant=tenant,
+                record_type=record_type,
+                actor=SYNC_ACTOR,
+                kind=Batch.Kind.SYNC,
+                changes=[
+                    changes.Change(
+                        changes.Action.SET_ID,
+                        line=number,
+                        record_id=record.pk,
+                        connection_id=connection.pk,
+                        remote_id=remote_id,
+                        remote_ref=remote_ref,
+                    )
+                    for number, (record, connection, remote_id, remote_ref) in enumerate(ids, 1)
+                ],
+                strict=True,
+                audit_action=AuditEntry.Action.REMOTE_ID_SET,
+                audit_each=False,
+                description=f"Synced {{written}} {record_type} ids",
+                # The records are new and carry their own demo modification times.
+                new_record_ids=frozenset(record.pk for record, *_ in ids),
+            )
         )
 
     def ids(self, integration, record_type, index):
@@ -288,22 +308,17 @@ class Command(BaseCommand):
             .select_related("record")
             .order_by("id")[:count]
         )
+        ids = []
         for index, source_row in enumerate(unlinked):
             twin = Record.objects.create(
                 tenant=tenant,
                 record_type="order",
                 data={"orderNumber": source_row.record.data.get("orderNumber")},
-                last_modified_by="system/sync",
-                record_source="system/sync",
+                last_modified_by=str(SYNC_ACTOR),
+                record_source=str(SYNC_ACTOR),
             )
-            RemoteId.objects.create(
-                tenant=tenant,
-                record=twin,
-                connection=integration.target,
-                record_type="order",
-                remote_id=f"{97001 + index}",
-                remote_ref=source_row.remote_ref,
-            )
+            ids.append((twin, integration.target, f"{97001 + index}", source_row.remote_ref))
+        self.sync_ids(tenant, "order", ids)
 
     def custom_data(self, world):
         main = world["main"]

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from integrations.models import EntityType, Integration, Tenant
 from records.errors import DomainError
 from records.services import Actor
-from references.imports import ImportResult, Kind, Progress, apply_steps, decode_csv, parse_csv
+from references.imports import Kind, apply_import, decode_csv, parse_csv
 from references.imports import plan_import as plan_rows
 
 SHOWN_REJECTED = 50
@@ -76,11 +76,14 @@ class Command(BaseCommand):
             self.stdout.write("Nothing to import.")
             return
         try:
-            for step in apply_steps(integration, record_type, text, actor, filename=path.name):
-                if isinstance(step, Progress):
-                    self.progress(step)
-                elif isinstance(step, ImportResult):
-                    result = step
+            result = apply_import(
+                integration,
+                record_type,
+                text,
+                actor,
+                filename=path.name,
+                progress=self.progress,
+            )
         except DomainError as error:
             raise CommandError(error.message) from None
         self.stderr.write("")
@@ -116,13 +119,13 @@ class Command(BaseCommand):
         if len(rejected) > SHOWN_REJECTED:
             self.stdout.write(f"  ... and {len(rejected) - SHOWN_REJECTED} more rejected rows.")
 
-    def progress(self, step: Progress, width: int = 30):
-        if not step.total:
+    def progress(self, phase: str, done: int, total: int, width: int = 30):
+        if not total:
             return
-        filled = int(width * step.done / step.total)
+        filled = int(width * done / total)
         bar = "#" * filled + "." * (width - filled)
-        percent = 100 * step.done // step.total
-        line = f"\r[{bar}] {percent:3d}% {step.done:,}/{step.total:,} {step.phase:<20}"
+        percent = 100 * done // total
+        line = f"\r[{bar}] {percent:3d}% {done:,}/{total:,} {phase:<20}"
         self.stderr.write(line, ending="")
         if hasattr(self.stderr, "flush"):
             self.stderr.flush()

@@ -1,0 +1,135 @@
+"""Who changed what: the actor, the audit trail, and marking records changed.
+
+Every writer (the change engine for remote ids, the services for data and custom data) records
+its changes through these helpers, so an audit entry and a "record changed" look the same
+whoever wrote them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connection as db_connection
+from django.db.models import F
+from django.utils import timezone
+
+from integrations.models import Connection
+
+from .models import AuditEntry, Record
+
+# Above this many records "mark changed" joins an ordered id list instead of `IN (...)`.
+ORDERED_TOUCH_THRESHOLD = 2000
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, written everywhere as `{type}/{id}`."""
+
+    kind: str  # "user", "connection" or "system"
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.id}"
+
+    @classmethod
+    def for_user(cls, user) -> Actor:
+        return cls("user", user.get_username())
+
+    @classmethod
+    def for_connection(cls, connection: Connection) -> Actor:
+        return cls("connection", connection.connection_id)
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        return cls("system", name)
+
+    @classmethod
+    def parse(cls, value: str) -> Actor:
+        kind, _, ident = value.partition("/")
+        return cls(kind, ident)
+
+
+def audit_entry(
+    tenant,
+    actor: Actor | str,
+    action: str,
+    *,
+    record: Record | None = None,
+    record_type: str = "",
+    connection=None,
+    integration=None,
+    batch=None,
+    before=None,
+    after=None,
+    summary: str = "",
+    at=None,
+) -> AuditEntry:
+    """An unsaved audit entry (bulk writers save many at once)."""
+    return AuditEntry(
+        tenant=tenant,
+        created_at=at or timezone.now(),
+        actor=str(actor),
+        action=action,
+        record=record,
+        local_id=record.local_id if record else "",
+        record_type=record.record_type if record else record_type,
+        connection=connection,
+        integration=integration,
+        batch=batch,
+        before=before,
+        after=after,
+        summary=summary[:500],
+    )
+
+
+def write_audit(tenant, actor: Actor | str, action: str, **kwargs) -> AuditEntry:
+    entry = audit_entry(tenant, actor, action, **kwargs)
+    entry.save()
+    return entry
+
+
+def mark_changed(tenant, record_ids, actor: Actor | str, *, at=None) -> None:
+    """Mark records changed: last_modified, last_modified_by and exactly one version bump.
+
+    The one place that does it, for one record or a million. `record_ids` is a collection of
+    ids or a `values("record_id")` queryset. Many ids are joined in id order, so PostgreSQL
+    walks the table and its primary key once from start to end instead of hopping between
+    random pages (`WHERE id IN (subquery)` visits them in hash order): for 256k of a million
+    records that halved the time (bench/README.md).
+    """
+    at = at or timezone.now()
+    records = Record.objects.for_tenant(tenant)
+    if isinstance(record_ids, list | set | tuple | frozenset):
+        ids = sorted(set(record_ids))
+        if not ids:
+            return
+        if db_connection.vendor != "postgresql" or len(ids) <= ORDERED_TOUCH_THRESHOLD:
+            for start in range(0, len(ids), ORDERED_TOUCH_THRESHOLD):
+                records.filter(pk__in=ids[start : start + ORDERED_TOUCH_THRESHOLD]).update(
+                    last_modified=at, last_modified_by=str(actor), version=F("version") + 1
+                )
+            return
+        ids_sql, params = "SELECT unnest(%s::bigint[]) AS record_id", [ids]
+    elif db_connection.vendor != "postgresql":
+        records.filter(pk__in=record_ids).update(
+            last_modified=at, last_modified_by=str(actor), version=F("version") + 1
+        )
+        return
+    else:
+        ids_sql, params = record_ids.query.sql_with_params()
+    table = db_connection.ops.quote_name(Record._meta.db_table)
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_modified = %s, last_modified_by = %s, "  # noqa: S608
+            f"version = {table}.version + 1 "
+            f"FROM (SELECT DISTINCT ids.record_id FROM ({ids_sql}) ids ORDER BY 1) touched "
+            f"WHERE {table}.tenant_id = %s AND {table}.id = touched.record_id",
+            [at, str(actor), *params, tenant.pk],
+        )
+
+
+def touch_record(record: Record, actor: Actor | str, *, at=None) -> Record:
+    """Mark one record changed and refresh the instance's version and modified fields."""
+    mark_changed(record.tenant, [record.pk], actor, at=at)
+    record.refresh_from_db(fields=["last_modified", "last_modified_by", "version"])
+    return record

@@ -1,0 +1,124 @@
+"""One writer of remote ids: records.changes. Nothing else in the app writes RemoteId, Batch
+or BatchChange rows, neither through the ORM, nor through the engine's door, nor in raw SQL."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from records.models import Batch, BatchChange, RemoteId, WriteOutsideEngine, writing
+from tests.factories import RecordFactory, make_reference
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_DIRS = ["config", "integrations", "records", "references", "common", "demo"]
+ENGINE = {"records/changes.py", "records/models.py"}
+GUARDED = {"RemoteId", "Batch", "BatchChange"}
+WRITE_VERBS = {
+    "create",
+    "bulk_create",
+    "bulk_update",
+    "get_or_create",
+    "update_or_create",
+    "update",
+    "delete",
+    "save",
+}
+RAW_WRITE = re.compile(
+    r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY|TRUNCATE)\s+\"?records_(remoteid|batch|batchchange)\b",
+    re.IGNORECASE,
+)
+
+
+def app_modules():
+    for folder in APP_DIRS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if "/migrations/" not in relative and relative not in ENGINE:
+                yield relative, path.read_text(encoding="utf-8")
+
+
+def chain_root(node):
+    """The name a call chain starts from: RemoteId in RemoteId.objects.filter(...).delete()."""
+    while True:
+        if isinstance(node, ast.Call):
+            node = node.func
+        elif isinstance(node, ast.Attribute | ast.Subscript):
+            node = node.value
+        else:
+            return node.id if isinstance(node, ast.Name) else None
+
+
+def writes_outside_the_engine(source: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in WRITE_VERBS
+            and chain_root(node.func.value) in GUARDED
+        ):
+            found.append(f"line {node.lineno}: {chain_root(node.func.value)}...{node.func.attr}()")
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "writing":
+            found.append(f"line {node.lineno}: opens the engine's door (writing())")
+        is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if is_text and (match := RAW_WRITE.search(node.value)):
+            found.append(f"line {node.lineno}: raw SQL writes {match[0]}")
+    return found
+
+
+def test_no_module_but_the_engine_writes_remote_ids_batches_or_batch_changes():
+    offenders = {
+        module: found
+        for module, source in app_modules()
+        if (found := writes_outside_the_engine(source))
+    }
+    assert offenders == {}, "Write through records.changes (a change set) instead"
+
+
+def test_the_scan_finds_each_kind_of_write():
+    """The scan above must be able to fail: each pattern it looks for is found."""
+    source = (
+        "RemoteId.objects.for_tenant(t).filter(x=1).delete()\n"
+        "Batch.objects.create(kind='x')\n"
+        "BatchChange.objects.bulk_create([])\n"
+        "with writing():\n    pass\n"
+        "cursor.execute('DELETE FROM records_remoteid WHERE id = 1')\n"
+    )
+    assert len(writes_outside_the_engine(source)) == 5
+    assert writes_outside_the_engine("RemoteId.objects.filter(x=1).count()") == []
+
+
+@pytest.mark.django_db
+class TestTheModelsRefuseWritesOutsideTheEngine:
+    def test_create_update_delete_and_bulk_create_are_refused(self, world):
+        record = make_reference(world.integration, source_id="5001", target_id="INV-1")
+        rows = RemoteId.objects.filter(record=record)
+        for write in (
+            lambda: RemoteId.objects.create(
+                tenant=world.tenant,
+                record=RecordFactory(tenant=world.tenant),
+                connection=world.shop,
+                record_type="order",
+                remote_id="X",
+            ),
+            lambda: rows.update(remote_ref="changed"),
+            lambda: rows.delete(),
+            lambda: rows.first().delete(),
+            lambda: Batch.objects.create(tenant=world.tenant, kind="delete", actor="user/x"),
+            lambda: BatchChange.objects.bulk_create([]),
+        ):
+            with pytest.raises(WriteOutsideEngine):
+                write()
+        assert rows.count() == 2
+
+    def test_deleting_a_record_still_cascades_to_its_remote_ids(self, world):
+        record = make_reference(world.integration, source_id="5001", target_id="INV-1")
+        record.delete()
+        assert not RemoteId.objects.exists()
+
+    def test_the_door_is_closed_again_after_the_engine_writes(self, world):
+        with writing():
+            pass
+        with pytest.raises(WriteOutsideEngine):
+            RemoteId.objects.all().delete()
