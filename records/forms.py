@@ -2,11 +2,10 @@
 and turn each DomainError into an error next to the field it names."""
 
 from django import forms
-from django.utils import timezone
 
 from integrations.models import Connection
 
-from .errors import DomainError
+from .errors import DomainError, StaleEdit
 from .models import CustomData
 from .services import CustomDataInput, require_self_made_module, set_custom_data
 from .validation import (
@@ -69,7 +68,9 @@ class CustomDataForm(forms.Form):
                 "it on the next sync. Tick the box to confirm the change.",
             )
 
-    def save(self, record, actor, *, connection, module_id: str, key: str) -> CustomData | None:
+    def save(
+        self, record, actor, *, connection, module_id: str, key: str, version: int | None = None
+    ) -> CustomData | None:
         """Write through set_custom_data; on a refused value, the error lands on its field."""
         entry = CustomDataInput(
             module_id=module_id,
@@ -79,7 +80,7 @@ class CustomDataForm(forms.Form):
             connection=connection,
         )
         try:
-            (saved,) = set_custom_data(record, [entry], actor)
+            (saved,) = set_custom_data(record, [entry], actor, version=version)
         except DomainError as error:
             self.add_domain_error(error)
             return None
@@ -158,23 +159,23 @@ class CustomDataAddForm(CustomDataForm):
 class CustomDataEditForm(CustomDataForm):
     """Change the type and value of one entry; its key (connection, module, key) stays.
 
-    It carries the type and value it was opened with: if someone changed the entry since,
-    the save is refused with who and when, and the current value is shown (DESIGN.md: edits
-    are optimistic).
+    It carries the record's version it was opened on: if anyone changed the record since, the
+    save is refused with who and when, and the current value is shown (DESIGN.md: edits are
+    optimistic; the same check as a reference edit and the API's If-Match).
     """
 
-    opened_type = forms.CharField(widget=forms.HiddenInput, required=False)
-    opened_value = forms.CharField(widget=forms.HiddenInput, required=False, strip=False)
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, item: CustomData, **kwargs):
         self.item = item
-        current = {
-            "type": item.type,
-            "value": format_custom_value(item.type, item.value),
-        }
         kwargs.setdefault("auto_id", f"cd-{item.pk}-%s")
         kwargs.setdefault(
-            "initial", {**current, "opened_type": current["type"], "opened_value": current["value"]}
+            "initial",
+            {
+                "type": item.type,
+                "value": format_custom_value(item.type, item.value),
+                "version": item.record.version,
+            },
         )
         super().__init__(*args, **kwargs)
         if item.type == "json":
@@ -187,21 +188,25 @@ class CustomDataEditForm(CustomDataForm):
     def clean(self):
         cleaned = super().clean()
         item = self.item
-        current_value = format_custom_value(item.type, item.value)
-        if (cleaned.get("opened_type"), cleaned.get("opened_value")) != (item.type, current_value):
-            # Show the current value as the new starting point: saving again is deliberate.
-            self.data = self.data.copy()
-            self.data["opened_type"], self.data["opened_value"] = item.type, current_value
-            record = item.record
-            when = timezone.localtime(record.last_modified).strftime("%Y-%m-%d %H:%M:%S")
-            raise forms.ValidationError(
-                f"Changed by {record.last_modified_by} at {when} since you opened it; your edit "
-                f"was not saved. The current value is {item.type} {current_value}.",
-                code="stale",
-            )
         connector = item.connection.connector.name if item.connection_id else ""
         self.check_owned_confirmation(item.module_id, connector)
         return cleaned
+
+    def add_domain_error(self, error: DomainError) -> None:
+        if not isinstance(error, StaleEdit):
+            super().add_domain_error(error)
+            return
+        # Show the current value and version as the new starting point: saving again is
+        # deliberate.
+        item = CustomData.objects.for_tenant(self.item.tenant).filter(pk=self.item.pk).first()
+        current = (
+            f"The current value is {item.type} {format_custom_value(item.type, item.value)}."
+            if item
+            else "The entry was deleted meanwhile."
+        )
+        self.data = self.data.copy()
+        self.data["version"] = error.current_version
+        self.add_error(None, f"{error.message.removesuffix('.')} {current}")
 
     def save(self, record, actor):
         return super().save(
@@ -210,4 +215,5 @@ class CustomDataEditForm(CustomDataForm):
             connection=self.item.connection,
             module_id=self.item.module_id,
             key=self.item.key,
+            version=self.cleaned_data.get("version"),
         )

@@ -517,7 +517,7 @@ def note(world, record):
 
 
 def edit(client, record, item, **data):
-    payload = {"type": item.type, "value": "new", "opened_type": item.type, "opened_value": "old"}
+    payload = {"type": item.type, "value": "new", "version": item.record.version}
     payload.update(data)
     return client.post(
         detail_url(record, f"custom-data/{item.pk}/edit/"), payload, headers={"HX-Request": "true"}
@@ -590,15 +590,16 @@ def test_editing_a_connector_module_entry_needs_an_explicit_confirmation(
 def test_a_stale_edit_is_refused_with_who_changed_it_and_the_current_value(
     admin_client, world, record, note
 ):
+    opened_on = note.record.version
     set_custom_data(
         record, [CustomDataInput("x-support", "note", "string", "theirs")], Actor("user", "erik")
     )
-    response = edit(admin_client, record, note, value="mine")
+    response = edit(admin_client, record, note, value="mine", version=opened_on)
 
     assert response.status_code == 422
     assert "Changed by user/erik" in response.text
     assert "The current value is string theirs" in response.text
-    assert 'name="opened_value" value="theirs"' in response.text
+    assert f'name="version" value="{opened_on + 1}"' in response.text
     note.refresh_from_db()
     assert note.value == "theirs"
 
