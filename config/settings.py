@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "ninja",  # serves Swagger UI from its bundled static files at /api/v1/docs (no CDN)
+    "django_tasks",
+    "django_tasks_db",
     "integrations",
     "records",
     "references",
@@ -111,6 +113,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Background jobs (big change sets: records/jobs.py) on Django's Tasks API (django-tasks, the
+# backport of Django 6's django.tasks). TASKS_BACKEND=db (default) keeps them in the database:
+# run `manage.py db_worker`. TASKS_BACKEND=rq puts them on Redis (REDIS_URL) for workers on
+# several machines: run `manage.py rqworker default --job-class django_tasks_rq.Job`.
+TASKS_BACKEND = os.environ.get("TASKS_BACKEND", "db")
+if TASKS_BACKEND == "rq":
+    INSTALLED_APPS.append("django_rq")
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+    RQ_QUEUES = {
+        "default": {"URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")},
+    }
+else:
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# A change set that writes more rows than this runs as a background job with a progress bar;
+# smaller ones run in the request.
+REFDESK_JOB_THRESHOLD = int(os.environ.get("REFDESK_JOB_THRESHOLD", "5000"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

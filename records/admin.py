@@ -2,7 +2,16 @@ from django.contrib import admin
 
 from integrations.admin import ResellerScopedAdmin
 
-from .models import AuditEntry, Batch, Record, RemoteId
+from .models import AuditEntry, Batch, Job, Record, RemoteId
+
+# Task results are the queue's bookkeeping, not scoped to a reseller: jobs are shown through
+# our own Job model (below), which is.
+try:
+    from django_tasks_db.models import DBTaskResult
+
+    admin.site.unregister(DBTaskResult)
+except (ImportError, admin.sites.NotRegistered):  # the RQ backend: nothing registered
+    pass
 
 
 class ReadOnlyAdmin(ResellerScopedAdmin):
@@ -47,3 +56,19 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     list_filter = ["action"]
     search_fields = ["=local_id", "actor"]
     show_full_result_count = False
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "description",
+        "tenant",
+        "actor",
+        "state",
+        "done",
+        "total",
+        "finished_at",
+    ]
+    list_filter = ["state", "kind"]
+    list_select_related = ["tenant"]

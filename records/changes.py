@@ -217,8 +217,9 @@ def apply(change_set, *, progress: ProgressCallback | None = None) -> Applied:
     progress = progress or (lambda phase, done, total: None)
     try:
         with transaction.atomic(), writing():
-            progress("Checking", 0, 0)
             change_set.lock()
+            # After the lock: a job waiting behind another bulk change still shows as queued.
+            progress("Checking", 0, 0)
             result = change_set.plan()
             _raise_if_strict(change_set, result)
             return change_set.write(result, progress)
@@ -1257,7 +1258,10 @@ class DeleteAll(ChangeSetBase):
         progress("Marking the records changed", 2 * count // 3, count)
         mark_changed(tenant, changed, self.actor, at=now)
         batch.row_count = count
-        batch.description = f"Deleted all {count} {record_type} references of {integration}"
+        batch.description = (
+            f"Deleted all {count} {record_type} references of "
+            f"{integration.source.name} → {integration.target.name}"
+        )
         batch.save(update_fields=["row_count", "description"])
         AuditEntry.objects.create(
             **_audit_fields(

@@ -1,6 +1,7 @@
 import contextlib
 import contextvars
 from collections.abc import Iterator
+from datetime import timedelta
 
 from django.db import models
 from django.db.models import Q
@@ -368,3 +369,103 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.local_id}"
+
+
+class Job(models.Model):
+    """A big change set applied in the background (records/jobs.py), with its progress.
+
+    The state moves queued -> running -> done or failed. "Done" is written in the same
+    transaction as the change set's rows, so a job is done exactly when its writes are there;
+    progress is written beside that transaction, so the page can show it while it runs.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    kind = models.CharField(max_length=40, help_text="A job kind registered in records.jobs.")
+    params = models.JSONField(default=dict, blank=True)
+    description = models.CharField(max_length=300)
+    actor = models.CharField(max_length=300, help_text="Who started it, in {type}/{id} form.")
+    integration = models.ForeignKey(
+        "integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    record_type = models.CharField(max_length=40, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    phase = models.CharField(max_length=100, blank=True)
+    done = models.PositiveBigIntegerField(default=0)
+    total = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    batch = models.ForeignKey(
+        Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
+    )
+    result = models.JSONField(default=dict, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="job_recent_idx"),
+            models.Index(
+                fields=["tenant", "integration", "record_type", "-created_at"],
+                name="job_tab_idx",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["queued", "running", "done", "failed"]),
+                name="job_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.description
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in (self.State.QUEUED, self.State.RUNNING)
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.DONE:
+            return 100
+        return min(100, 100 * self.done // self.total) if self.total else 0
+
+    @property
+    def duration(self):
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def seconds_left(self) -> int | None:
+        """A plain estimate from the pace so far; None until there is a pace to go by."""
+        if self.state != self.State.RUNNING or not self.done or not self.total:
+            return None
+        elapsed = (timezone.now() - self.started_at).total_seconds() if self.started_at else 0
+        return max(1, round(elapsed * (self.total - self.done) / self.done))
+
+    @property
+    def is_stalled(self) -> bool:
+        """Running, but no sign of life for a long time: its worker has probably stopped.
+
+        Nothing of it is written until it is done, so a stopped job leaves nothing behind.
+        """
+        last = self.heartbeat_at or self.started_at
+        return (
+            self.state == self.State.RUNNING
+            and last is not None
+            and timezone.now() - last > STALLED_AFTER
+        )
+
+
+STALLED_AFTER = timedelta(minutes=15)

@@ -30,5 +30,7 @@ urlpatterns = [
         name="custom-data-delete",
     ),
     path("records/", views.RecordIndexView.as_view(), name="index"),
+    path("jobs/", views.JobListView.as_view(), name="jobs"),
+    path("jobs/<int:job_id>/", views.JobDetailView.as_view(), name="job"),
     path("records/<slug:record_type>/", views.RecordListView.as_view(), name="list"),
 ]

@@ -22,7 +22,7 @@ from references.selectors import DEFAULT_PAGE_SIZE, PAGE_SIZES, RECORDS_KEYSET, 
 
 from .filters import RecordFilterSet
 from .forms import CustomDataAddForm, CustomDataEditForm, owned_by_connector
-from .models import CustomData, Record, RemoteId
+from .models import CustomData, Job, Record, RemoteId
 from .queries import STANDARD_TYPES, record_history, record_type_tabs, type_label
 from .services import Actor, delete_custom_data
 from .validation import RECORD_TYPE_PATTERN
@@ -379,3 +379,69 @@ class CustomDataDeleteView(RecordMixin, View):
         full_key = item.full_key
         delete_custom_data(item, self.actor)
         return self.changed_response(f"Deleted {full_key}.")
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+JOBS_PER_PAGE = 50
+
+
+def job_finished_message(job: Job) -> str:
+    if job.state == Job.State.FAILED:
+        return f"{job.description} failed: {job.error}"
+    counts = job.result or {}
+    parts = [f"{value:,} {name}" for name, value in counts.items() if value]
+    return f"{job.description}: done" + (f" ({', '.join(parts)})." if parts else ".")
+
+
+class JobListView(TenantMixin, View):
+    """Every job of the tenant: who started what, its state and progress, newest first."""
+
+    def get(self, request, *args, **kwargs):
+        jobs = self.scoped(Job).select_related("integration__source", "integration__target")
+        page_number = _positive_int(request.GET.get("page"), 1)
+        page = list(jobs[(page_number - 1) * JOBS_PER_PAGE : page_number * JOBS_PER_PAGE + 1])
+        context = {
+            "jobs": page[:JOBS_PER_PAGE],
+            "page_number": page_number,
+            "has_next": len(page) > JOBS_PER_PAGE,
+            "any_active": any(job.is_active for job in page),
+        }
+        template = "records/partials/job_table.html" if request.htmx else "records/job_list.html"
+        response = render(request, template, context)
+        patch_vary_headers(response, ["HX-Request"])
+        return response
+
+
+class JobDetailView(TenantMixin, View):
+    """One job; htmx polls its status partial every second while it runs.
+
+    A page that started the job embeds the partial with `refresh=1`: when the job ends, that
+    page reloads (HX-Refresh) to show the result, with the outcome as a toast.
+    """
+
+    def get(self, request, *args, **kwargs):
+        job = self.get_object_or_404(
+            Job.objects.select_related("integration__source", "integration__target", "batch"),
+            pk=self.kwargs["job_id"],
+        )
+        if request.htmx:
+            response = render(
+                request,
+                "records/partials/job_status.html",
+                {"job": job, "refresh": request.GET.get("refresh") == "1"},
+            )
+            if request.GET.get("refresh") == "1" and not job.is_active:
+                level = messages.ERROR if job.state == Job.State.FAILED else messages.SUCCESS
+                messages.add_message(request, level, job_finished_message(job))
+                response["HX-Refresh"] = "true"
+        else:
+            references = (
+                references_url(request.tenant.slug, job.integration, job.record_type, "")
+                if job.integration
+                else ""
+            )
+            context = {"job": job, "references_url": references.removesuffix("?q=")}
+            response = render(request, "records/job_detail.html", context)
+        patch_vary_headers(response, ["HX-Request"])
+        return response

@@ -37,6 +37,14 @@ class ImportUpload(models.Model):
         related_name="+",
         help_text="The batch that applied this file, once applied.",
     )
+    job = models.ForeignKey(
+        "records.Job",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The background job applying this file, when it is large.",
+    )
 
     objects = TenantQuerySet.as_manager()
 

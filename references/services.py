@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from records import changes
+from django.db.models import Exists, OuterRef
+
+from records import changes, jobs
 from records.audit import Actor
 from records.changes import (  # noqa: F401 (the References page's vocabulary)
     RestoreConflict,
@@ -18,7 +20,7 @@ from records.changes import (  # noqa: F401 (the References page's vocabulary)
     reference_snapshot,
 )
 from records.errors import InvalidValue
-from records.models import AuditEntry, Batch, Record, RemoteId
+from records.models import AuditEntry, Batch, Job, Record, RemoteId
 from records.validation import clean_remote_id, clean_remote_ref
 
 
@@ -160,8 +162,6 @@ def restore_batch(batch: Batch, actor: Actor) -> int:
 
 def unlinked_source_rows(integration, record_type: str):
     """Source rows whose record the target does not know: what the next sync will duplicate."""
-    from django.db.models import Exists, OuterRef
-
     tenant = integration.tenant
     target_rows = RemoteId.objects.for_tenant(tenant).filter(
         connection=integration.target, record_id=OuterRef("record_id")
@@ -175,3 +175,43 @@ def unlinked_source_rows(integration, record_type: str):
 
 def count_unlinked(integration, record_type: str) -> int:
     return unlinked_source_rows(integration, record_type).count()
+
+
+# --- big changes run as background jobs (records.jobs) -----------------------------------------
+
+
+def start_delete_all_job(integration, record_type: str, actor: Actor, count: int) -> Job | None:
+    """A job for a delete-all above the job threshold; None when it is small enough to run now."""
+    if not jobs.runs_as_job(count):
+        return None
+    check_entity_type(integration, record_type)
+    return jobs.start_job(
+        "delete_all",
+        tenant=integration.tenant,
+        actor=actor,
+        integration=integration,
+        record_type=record_type,
+        total=count,
+        description=f"Delete all {count:,} {record_type} references of "
+        f"{integration.source.name} → {integration.target.name}",
+    )
+
+
+def start_restore_job(batch: Batch, actor: Actor) -> Job | None:
+    """A job that restores a large batch; None when it is small enough to run now."""
+    if not jobs.runs_as_job(batch.row_count) or batch.is_restored:
+        return None
+    active = jobs.active_restore(batch)
+    if active is not None:
+        return active
+    return jobs.start_job(
+        "restore",
+        tenant=batch.tenant,
+        actor=actor,
+        integration=batch.integration,
+        record_type=batch.record_type,
+        params={"batch_id": batch.pk},
+        total=batch.row_count,
+        description=f"Restore {batch.row_count:,} {batch.record_type} references "
+        f"({batch.get_kind_display().lower()} by {batch.actor})",
+    )

@@ -19,11 +19,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.views import View
+from django_htmx.http import HttpResponseClientRedirect
 
 from integrations.models import EntityType, Integration
 from integrations.tenancy import TenantMixin
 from integrations.views import ENTITY_SLUGS
 from records.errors import DomainError, StaleEdit
+from records.jobs import active_restore, jobs_to_show
 from records.models import AuditEntry, Batch, Record
 from records.queries import record_history
 from records.services import Actor
@@ -135,6 +137,7 @@ class ReferencesMixin(TenantMixin):
             "is_admin": self.is_admin,
             "subtitle": integration_subtitle(integration),
             "plain_url": self.url("list"),
+            "tab_jobs": jobs_to_show(self.tenant, integration, self.record_type),
         }
 
     def row_for(self, record: Record, *, q: str = ""):
@@ -290,7 +293,7 @@ class ReferencesMixin(TenantMixin):
         """The latest delete-all of this tab, while it can still be restored (admins only)."""
         if not self.is_admin:
             return None
-        return (
+        batch = (
             Batch.objects.for_tenant(self.tenant)
             .filter(
                 integration=self.integration,
@@ -302,6 +305,9 @@ class ReferencesMixin(TenantMixin):
             )
             .first()
         )
+        if batch is not None and active_restore(batch) is not None:
+            return None  # its restore is running: the job's progress shows instead
+        return batch
 
     def render_table(self, *, status: int = 200, pinned=None, extra=None):
         """The table with its out-of-band companions (tabs, counts, banner, toasts)."""
@@ -538,6 +544,15 @@ class DeleteAllView(ReferencesMixin, View):
         form = DeleteAllForm(request.POST, expected=self.entity)
         if not form.is_valid():
             return self.render_page(form, status=422)
+        count = services.count_references(self.integration, self.record_type)
+        job = services.start_delete_all_job(self.integration, self.record_type, self.actor, count)
+        if job is not None:
+            messages.info(
+                request,
+                f"Deleting {count:,} {singular(self.record_type)} references in the background. "
+                "You can leave this page; the Restore button appears here when it is done.",
+            )
+            return HttpResponseRedirect(self.list_url())
         batch = services.delete_all_references(self.integration, self.record_type, self.actor)
         messages.success(
             request, f"Deleted {batch.row_count} {singular(self.record_type)} references."
@@ -670,12 +685,25 @@ class RestoreBatchView(TenantMixin, View):
 
     def post(self, request, *args, **kwargs):
         batch = self.get_batch()
+        actor = Actor.for_user(request.user)
+        job = services.start_restore_job(batch, actor)
+        if job is not None:
+            messages.info(
+                request,
+                f"Restoring {batch.row_count:,} references in the background. "
+                "You can leave this page.",
+            )
+            return self.redirect_to_tab(batch, full_page=True)
         try:
-            count = services.restore_batch(batch, Actor.for_user(request.user))
+            count = services.restore_batch(batch, actor)
         except DomainError as error:
             messages.error(request, error.message)
         else:
             messages.success(request, f"Restored {count} reference{'s' if count != 1 else ''}.")
+        return self.redirect_to_tab(batch)
+
+    def redirect_to_tab(self, batch, *, full_page: bool = False):
+        request = self.request
         entity = ENTITY_SLUGS.get(batch.record_type)
         if batch.integration is None or entity is None:
             return HttpResponseRedirect(reverse("tenant-home", args=[self.tenant.slug]))
@@ -688,6 +716,8 @@ class RestoreBatchView(TenantMixin, View):
                 "entity": entity,
             },
         )
+        if request.htmx and full_page:
+            return HttpResponseClientRedirect(view.list_url())
         if request.htmx and request.POST.get("tab") == entity:
             return view.render_table()
         if request.htmx:

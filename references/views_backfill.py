@@ -22,13 +22,14 @@ from django.views.generic import TemplateView, View
 from integrations.models import EntityType, Integration
 from integrations.tenancy import TenantMixin
 from integrations.views import ENTITY_SLUGS
+from records import jobs
 from records.errors import DomainError
 from records.models import AuditEntry, Batch
 from records.services import Actor
 
 from . import exports, imports, suggestions
 from .models import ImportUpload
-from .services import restore_batch
+from .services import restore_batch, start_restore_job
 
 RECORD_TYPES = {slug: record_type for record_type, slug in ENTITY_SLUGS.items()}
 SHOWN_ROWS = 200  # rejected rows / changes listed on the preview
@@ -134,7 +135,7 @@ class ImportView(BackfillMixin, TemplateView):
         token = request.GET.get("upload")
         if not token:
             return self.render_to_response(self.get_context_data())
-        upload = get_object_or_404(self.uploads().select_related("batch"), token=token)
+        upload = get_object_or_404(self.uploads().select_related("batch", "job"), token=token)
         if upload.batch_id:
             return self.render_to_response(self.applied_context(upload))
         try:
@@ -158,7 +159,7 @@ class ImportView(BackfillMixin, TemplateView):
             )
         ImportUpload.objects.for_tenant(self.tenant).filter(
             created_at__lt=timezone.now() - UPLOADS_KEPT_FOR
-        ).delete()
+        ).exclude(job__state__in=jobs.ACTIVE).delete()
         upload = ImportUpload.objects.create(
             tenant=self.tenant,
             integration=self.integration,
@@ -200,6 +201,7 @@ class ImportView(BackfillMixin, TemplateView):
             new=new[:50],
             new_more=max(0, len(new) - 50),
             apply_url=self.url("import-apply"),
+            job=upload.job,
         )
 
     def applied_context(self, upload):
@@ -235,6 +237,23 @@ class ImportApplyView(BackfillMixin, View):
             ),
             token=request.POST.get("upload", ""),
         )
+        done_url = f"{self.url('import')}?upload={upload.token}"
+        if upload.job_id and upload.job.is_active:
+            return HttpResponseRedirect(done_url)  # already being applied
+        rows = len(imports.parse_csv(upload.text).rows)
+        if jobs.runs_as_job(rows):
+            upload.job = jobs.start_job(
+                "import",
+                tenant=self.tenant,
+                actor=self.actor,
+                integration=self.integration,
+                record_type=self.record_type,
+                params={"upload_id": upload.pk},
+                total=rows,
+                description=f"Import {upload.filename or 'a CSV file'} ({rows:,} rows)",
+            )
+            upload.save(update_fields=["job"])
+            return HttpResponseRedirect(done_url)
         try:
             imports.apply_import(
                 self.integration,
@@ -246,7 +265,7 @@ class ImportApplyView(BackfillMixin, View):
             )
         except DomainError as error:
             messages.error(request, error.message)
-        return HttpResponseRedirect(f"{self.url('import')}?upload={upload.token}")
+        return HttpResponseRedirect(done_url)
 
 
 # --- undo ------------------------------------------------------------------------------------
@@ -271,6 +290,13 @@ class BackfillUndoView(BackfillMixin, View):
 
     def post(self, request, *args, **kwargs):
         batch = self.batch()
+        if start_restore_job(batch, self.actor) is not None:
+            messages.info(
+                request,
+                f"Undoing {batch.description} in the background ({batch.row_count:,} rows). "
+                "You can leave this page.",
+            )
+            return HttpResponseRedirect(self.url("import"))
         try:
             restore_batch(batch, self.actor)
         except DomainError as error:

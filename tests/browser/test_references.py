@@ -8,6 +8,7 @@ from playwright.sync_api import Page, expect
 from records.models import RemoteId
 from references.services import count_references
 from tests.factories import PASSWORD, make_reference
+from tests.workers import run_worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -251,5 +252,38 @@ def test_delete_all_needs_the_typed_entity_name_and_can_be_restored(
 
     expect(page.locator(".toast").get_by_text("Restored 2 references.")).to_be_visible()
     expect(page.get_by_role("button", name="Restore 2 references")).to_have_count(0)
+    expect(page.locator("tr.unlinked")).to_have_count(1)
+    assert count_references(orders.integration, "order") == 2
+
+
+def test_a_big_delete_all_runs_as_a_job_with_progress_then_restores_as_one(
+    live_server, page: Page, orders, settings
+):
+    settings.REFDESK_JOB_THRESHOLD = 1  # two references make a "big" change here
+    log_in(page, live_server, "anna", orders_url(orders))
+
+    page.get_by_role("link", name="Delete all order references…").click()
+    page.get_by_label("Type orders to confirm").fill("orders")
+    page.get_by_role("button", name="Delete 2 references").click()
+
+    status = page.get_by_role("status").filter(has_text="Delete all 2 order references")
+    expect(status).to_contain_text("Queued")
+    expect(status.get_by_role("progressbar")).to_be_visible()
+    assert count_references(orders.integration, "order") == 2  # nothing until the worker runs
+
+    run_worker()  # the page polls, sees it done and reloads with the result
+
+    expect(page.locator(".toast").get_by_text("done (2 removed)")).to_be_visible()
+    restore = page.get_by_role("button", name="Restore 2 references")
+    expect(restore).to_be_visible()
+    expect(page.locator("tr.unlinked")).to_have_count(3)
+
+    restore.click()
+
+    restoring = page.get_by_role("status").filter(has_text="Restore 2 order references")
+    expect(restoring).to_contain_text("Queued")
+    expect(page.get_by_role("button", name="Restore 2 references")).to_have_count(0)
+    run_worker()
+    expect(page.locator(".toast").get_by_text("done (2 new)")).to_be_visible()
     expect(page.locator("tr.unlinked")).to_have_count(1)
     assert count_references(orders.integration, "order") == 2

@@ -23,7 +23,7 @@ def test_seed_is_idempotent_and_gives_a_demo_worth_looking_at(settings, capsys):
     assert "Demo data already present; nothing added." in out
     assert "admin / admin" in out
     assert authenticate(username="admin", password="admin") is not None
-    main = Integration.objects.get(tenant__slug="acme", name="Shopify -> Fortnox")
+    main = Integration.objects.get(tenant__slug="acme", name="Shopify → Fortnox")
     for record_type in ("article", "customer", "order", "stock"):
         assert count_references(main, record_type) > 100
         assert count_unlinked(main, record_type) > 0

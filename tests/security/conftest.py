@@ -16,6 +16,7 @@ from django.contrib.sessions.models import Session
 from django.core.serializers.json import DjangoJSONEncoder
 
 from integrations.models import Connector
+from records.jobs import start_job
 from records.models import AuditEntry, Batch, CustomData
 from records.services import Actor, CustomDataInput, set_custom_data
 from references.services import ReferenceInput, add_reference, delete_reference
@@ -49,6 +50,16 @@ class TenantObjects:
             integration, "order", ReferenceInput(f"{marker}-S4", f"{marker}-T4"), actor
         )
         self.batch = delete_reference(integration, to_delete, actor)
+        self.job = start_job(
+            "restore",
+            tenant=tenant,
+            actor=actor,
+            integration=integration,
+            record_type="order",
+            params={"batch_id": self.batch.pk},
+            total=1,
+            description=f"Restore {marker}-T4",
+        )
         set_custom_data(
             self.linked,
             [CustomDataInput("x-notes", f"{marker}-key", "string", f"{marker}-value")],
@@ -107,6 +118,7 @@ def kwarg_values(objects: TenantObjects, *, tenant_slug: str | None = None) -> d
         "local_id": linked.local_id,
         "record_id": linked.pk,
         "batch_id": objects.batch.pk,
+        "job_id": objects.job.pk,
         "batch": objects.batch.pk,
         "custom_data_id": objects.custom_data.pk,
         "connection_id": objects.api_connection.connection_id,

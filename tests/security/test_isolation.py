@@ -15,7 +15,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from integrations.models import Connection, Connector, Integration, Membership, Reseller, Tenant
-from records.models import AuditEntry, Batch, BatchChange, CustomData, Record, RemoteId
+from records.models import AuditEntry, Batch, BatchChange, CustomData, Job, Record, RemoteId
 
 from .conftest import SECRET, WRITE_PAYLOAD, changed_tables, database_fingerprint, kwarg_values
 from .urlwalk import Route, project_routes, tenant_routes
@@ -155,6 +155,7 @@ def other_reseller_objects(tenants) -> dict:
         Record: b.linked,
         RemoteId: RemoteId.objects.for_tenant(b.tenant).filter(record=b.linked).first(),
         Batch: b.batch,
+        Job: b.job,
         BatchChange: BatchChange.objects.for_tenant(b.tenant).first(),
         AuditEntry: b.audit_entry,
         CustomData: b.custom_data,

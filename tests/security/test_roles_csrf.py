@@ -30,6 +30,9 @@ ROUTE_ROLES = {
     "records:custom-data-add": ADMIN,
     "records:custom-data-edit": ADMIN,
     "records:custom-data-delete": ADMIN,
+    # Jobs: everyone on the tenant sees them; they are started from the pages that write.
+    "records:jobs": READ,
+    "records:job": READ,
     # Backfill (issue 6): support may look at suggestions and export; import and accept are admin.
     "references:import": ADMIN,
     "references:import-apply": ADMIN,

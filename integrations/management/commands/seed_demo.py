@@ -91,7 +91,7 @@ class Command(BaseCommand):
                 tenant=tenant,
                 source=source,
                 target=target,
-                defaults={"name": f"{source.name} -> {target.name}", "entity_types": types},
+                defaults={"name": f"{source.name} → {target.name}", "entity_types": types},
             )
             return obj
 

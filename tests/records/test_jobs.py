@@ -1,0 +1,277 @@
+"""Big changes as background jobs: queued, run by a real worker, progress, undo, failure, order.
+
+The worker is the real one of the configured backend (db_worker, or an RQ worker when CI sets
+TASKS_BACKEND=rq), run in this process against the test database.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.conf import settings
+from django.db import connection, connections
+
+from records import changes, jobs
+from records.models import Batch, BatchChange, Job, Record, RemoteId
+from references import services
+from tests.factories import make_reference
+from tests.workers import run_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _small_job_threshold(settings):
+    settings.REFDESK_JOB_THRESHOLD = 3
+
+
+@pytest.fixture(autouse=True)
+def _empty_rq_queue(settings):
+    if settings.TASKS_BACKEND == "rq":
+        import django_rq
+
+        django_rq.get_queue("default").empty()
+
+
+def linked(world, n: int):
+    for i in range(n):
+        make_reference(world.integration, source_id=f"S{i}", target_id=f"T{i}")
+
+
+def list_url(world):
+    return f"/t/acme/integrations/{world.integration.pk}/references/orders/"
+
+
+def test_a_big_delete_all_is_a_job_that_shows_progress_and_can_be_restored(admin_client, world):
+    linked(world, 5)
+
+    response = admin_client.post(f"{list_url(world)}delete-all/", {"confirm": "orders"})
+
+    assert response.status_code == 302
+    job = Job.objects.get()
+    assert (job.kind, job.state, job.total) == ("delete_all", "queued", 5)
+    assert RemoteId.objects.filter(connection=world.erp).count() == 5  # nothing yet
+    page = admin_client.get(list_url(world)).content.decode()
+    assert "Delete all 5 order references" in page and "Waiting for a worker" in page
+
+    run_worker()
+
+    job.refresh_from_db()
+    assert (job.state, job.done, job.total, job.result) == ("done", 5, 5, {"removed": 5})
+    assert job.batch.kind == Batch.Kind.DELETE_ALL and job.batch.row_count == 5
+    assert not RemoteId.objects.filter(connection=world.erp).exists()
+    page = admin_client.get(list_url(world)).content.decode()
+    assert "Restore 5 references" in page
+
+    # The restore is big too: a job as well, and it puts every row back.
+    admin_client.post(f"/t/acme/batches/{job.batch.pk}/restore/")
+    restore = Job.objects.get(kind="restore")
+    assert restore.state == "queued"
+    assert "Restore 5 references" not in admin_client.get(list_url(world)).content.decode()
+    run_worker()
+    restore.refresh_from_db()
+    assert restore.state == "done"
+    assert RemoteId.objects.filter(connection=world.erp).count() == 5
+
+
+def test_the_polled_status_reloads_the_page_when_the_job_ends(admin_client, world):
+    linked(world, 4)
+    admin_client.post(f"{list_url(world)}delete-all/", {"confirm": "orders"})
+    job = Job.objects.get()
+    status_url = f"/t/acme/jobs/{job.pk}/?refresh=1"
+
+    running = admin_client.get(status_url, headers={"HX-Request": "true"})
+    assert "HX-Refresh" not in running and 'hx-trigger="every 1s"' in running.text
+    run_worker()
+    finished = admin_client.get(status_url, headers={"HX-Request": "true"})
+
+    assert finished["HX-Refresh"] == "true"
+    assert "every 1s" not in finished.text
+    toast = admin_client.get(list_url(world)).content.decode()
+    assert "Delete all 4 order references of Shopify → Fortnox: done (4 removed)." in toast
+
+
+def test_a_failing_job_writes_nothing_and_says_why_where_it_was_started(
+    admin_client, world, monkeypatch
+):
+    linked(world, 4)
+    admin_client.post(f"{list_url(world)}delete-all/", {"confirm": "orders"})
+
+    def fail_after_the_deletes(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    # The target ids are already deleted in the job's transaction when this fails.
+    monkeypatch.setattr(changes, "mark_changed", fail_after_the_deletes)
+    run_worker()
+
+    job = Job.objects.get()
+    assert job.state == "failed"
+    assert "unexpected error (RuntimeError); nothing was written" in job.error
+    assert RemoteId.objects.filter(connection=world.erp).count() == 4
+    assert not Batch.objects.filter(kind=Batch.Kind.DELETE_ALL).exists()
+    assert not BatchChange.objects.filter(change="removed").exists()
+    page = admin_client.get(list_url(world)).content.decode()
+    assert "nothing was written" in page
+
+
+def test_a_large_import_runs_as_a_job(admin_client, world):
+    rows = "".join(f"S{i},T{i}\n" for i in range(6))
+    admin_client.post(
+        f"{list_url(world)}import/",
+        {"file": _upload("orders.csv", f"source_id,target_id\n{rows}")},
+    )
+    from references.models import ImportUpload
+
+    upload = ImportUpload.objects.get()
+    admin_client.post(f"{list_url(world)}import/apply/", {"upload": upload.token})
+    upload.refresh_from_db()
+    assert upload.job.state == "queued" and upload.batch is None
+
+    run_worker()
+
+    upload.refresh_from_db()
+    assert upload.job.state == "done" and upload.job.result == {"new": 6}
+    assert upload.batch == upload.job.batch
+    assert RemoteId.objects.filter(connection=world.erp).count() == 6
+
+
+def _upload(name, text):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+
+
+def test_the_jobs_page_lists_who_started_what(admin_client, world):
+    linked(world, 4)
+    admin_client.post(f"{list_url(world)}delete-all/", {"confirm": "orders"})
+    run_worker()
+    admin_client.force_login(world.support)  # support staff see the jobs too
+
+    page = admin_client.get("/t/acme/jobs/").content.decode()
+
+    assert "Delete all 4 order references" in page
+    assert "user/anna" in page and "Done" in page and "4 rows" in page
+
+
+@pytest.mark.postgres
+def test_two_bulk_jobs_on_one_tab_never_run_at_once(world, monkeypatch):
+    linked(world, 4)
+    first = services.start_delete_all_job(world.integration, "order", world.actor, 4)
+    second = services.start_delete_all_job(world.integration, "order", world.actor, 4)
+    inside_first, release_first = threading.Event(), threading.Event()
+    original = changes.mark_changed
+
+    def hold_the_first_job(*args, **kwargs):
+        if not inside_first.is_set():
+            inside_first.set()
+            release_first.wait(10)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(changes, "mark_changed", hold_the_first_job)
+
+    def execute(job):
+        try:
+            jobs.execute(job.pk)
+        finally:
+            connection.close()
+
+    one = threading.Thread(target=execute, args=(first,))
+    one.start()
+    assert inside_first.wait(10)
+    two = threading.Thread(target=execute, args=(second,))
+    two.start()
+    time.sleep(0.5)
+    second.refresh_from_db()
+    assert second.state == "queued"  # waiting behind the first, and shown so
+    release_first.set()
+    one.join(10)
+    two.join(10)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.state, second.state) == ("done", "done")
+    assert first.result == {"removed": 4}
+    assert second.result == {}  # the first had taken them all
+    assert second.started_at >= first.finished_at
+
+
+@pytest.mark.postgres
+def test_progress_is_visible_while_the_job_holds_its_transaction(world, monkeypatch):
+    linked(world, 4)
+    job = services.start_delete_all_job(world.integration, "order", world.actor, 4)
+    seen = {}
+    original = changes.mark_changed
+
+    def look_from_outside(*args, **kwargs):
+        # Another connection (the web page) reads the job while the writes are uncommitted.
+        other = connections.create_connection("default")
+        with other.cursor() as cursor:
+            cursor.execute("SELECT state, phase, done FROM records_job WHERE id = %s", [job.pk])
+            seen["job"] = cursor.fetchone()
+            cursor.execute("SELECT count(*) FROM records_remoteid")
+            seen["remote_ids"] = cursor.fetchone()[0]
+        other.close()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(changes, "mark_changed", look_from_outside)
+    jobs.execute(job.pk)
+
+    assert seen["job"] == ("running", "Marking the records changed", 2)
+    assert seen["remote_ids"] == 8  # the deletes are not visible before the commit
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_mid_job_leaves_nothing_half_applied(world):
+    """A real worker process, killed with SIGKILL while its job waits inside the apply."""
+    linked(world, 4)
+    job = services.start_delete_all_job(world.integration, "order", world.actor, 4)
+    record = Record.objects.order_by("pk").first()
+    blocker = connections.create_connection("default")
+    blocker.set_autocommit(False)
+    with blocker.cursor() as cursor:
+        # The job deletes the target ids, then waits to mark this record changed.
+        cursor.execute("SELECT 1 FROM records_record WHERE id = %s FOR UPDATE", [record.pk])
+    env = {**os.environ, "DATABASE_URL": _database_url(), "DEBUG": "1"}
+    command = (
+        ["rqworker", "default", "--job-class", "django_tasks_rq.Job"]
+        if settings.TASKS_BACKEND == "rq"
+        else ["db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.1"]
+    )
+    # Its own process group: killing it is a machine going away, RQ's forked work horse too.
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", *command],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.phase == "Marking the records changed":
+                break
+            time.sleep(0.1)
+        assert job.phase == "Marking the records changed", job.phase
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        blocker.rollback()
+        blocker.close()
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+    assert RemoteId.objects.filter(connection=world.erp).count() == 4
+    assert not Batch.objects.filter(kind=Batch.Kind.DELETE_ALL).exists()
+    job.refresh_from_db()
+    assert job.state == "running" and job.batch is None  # its page says it stopped
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
