@@ -7,6 +7,7 @@
     BENCH_REQUESTS=300     timed requests per operation (after BENCH_WARMUP=20)
     BENCH_MAX_SECONDS=20   stop an operation's loop after this long (slow admin searches)
     BENCH_ONLY=a,b         run only these operation keys (and the once-only ones named)
+    BENCH_DELETE_ALL=articles   tabs whose delete-all + restore are timed (orders too at 3M)
 
 See bench/README.md for what is measured and the latest results.
 """
@@ -43,6 +44,11 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "20"))
 MAX_SECONDS = float(os.environ.get("BENCH_MAX_SECONDS", "20"))
 ONLY = {key for key in os.environ.get("BENCH_ONLY", "").split(",") if key}
 ADMIN_PATH = "/admin/records/remoteid/"
+# Tabs whose delete-all and restore are timed: articles (~256k rows at 1M); at 3M also orders
+# (~1M rows).
+DELETE_ALL_TABS = os.environ.get(
+    "BENCH_DELETE_ALL", "articles,orders" if N >= 3_000_000 else "articles"
+).split(",")
 
 
 def log(message: str) -> None:
@@ -100,7 +106,8 @@ def git_sha() -> str:
 
 
 class Server:
-    """gunicorn with 2 workers on 127.0.0.1, as in production (DEBUG off)."""
+    """gunicorn as the README's production section starts it (2 sync workers, the default
+    30 s timeout, DEBUG off), on 127.0.0.1."""
 
     def __init__(self):
         self.log_path = RESULTS / "gunicorn.log.tmp"
@@ -114,8 +121,6 @@ class Server:
             f"127.0.0.1:{PORT}",
             "--workers",
             os.environ.get("BENCH_WORKERS", "2"),
-            "--timeout",
-            "300",
             "--error-logfile",
             str(self.log_path),
         ]
@@ -574,48 +579,126 @@ def vacuum() -> None:
         cursor.execute("VACUUM (ANALYZE) records_record, records_remoteid, records_batchchange")
 
 
-def once_delete_all_and_restore(world) -> list[dict]:
-    """Delete all article references (~250k target rows at 1M) and restore them: the services
-    the delete-all view and the Restore button call, timed in this process (both are one
-    transaction on the database; HTTP adds a few ms)."""
-    from records.models import Batch
-    from records.services import Actor
-    from references.services import delete_all_references, restore_batch
+class JobWorker:
+    """The job worker beside gunicorn, started as the README says (manage.py db_worker)."""
 
-    actor = Actor("user", "bench")
+    def __init__(self):
+        self.log_path = RESULTS / "worker.log.tmp"
+        self.process = None
+
+    def __enter__(self):
+        command = [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "manage.py",
+            "db_worker",
+            "--no-reload",
+            "--no-startup-delay",
+            "--interval",
+            "0.1",
+        ]
+        with open(self.log_path, "w") as log_file:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=server_env(), stdout=log_file, stderr=log_file
+            )
+        log(f"job worker up (pid {self.process.pid})")
+        return self
+
+    def __exit__(self, *exc):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=120)
+
+
+def form_post(session: Session, path: str, fields: dict):
+    """A browser's form POST: the CSRF token as a field, the page as Referer."""
+    body = urlencode({**fields, "csrfmiddlewaretoken": session.cookies.get("csrftoken", "")})
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Referer": path}
+    return session.request("POST", path, body, headers)
+
+
+def multipart_post(session: Session, path: str, name: str, filename: str, content: bytes):
+    boundary = secrets.token_hex(16)
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n'
+        f"{session.cookies.get('csrftoken', '')}\r\n".encode(),
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+        f'filename="{filename}"\r\nContent-Type: text/csv\r\n\r\n'.encode()
+        + content
+        + b"\r\n",
+        f"--{boundary}--\r\n".encode(),
+    ]
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Referer": path}
+    return session.request("POST", path, b"".join(parts), headers)
+
+
+def wait_for_job(after_id: int, timeout: float = 1800):
+    """The first job created after `after_id`, once it is done or failed."""
+    from records.models import Job
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = Job.objects.filter(pk__gt=after_id).order_by("pk").first()
+        if job is not None and not job.is_active:
+            return job
+        time.sleep(0.05)
+    raise SystemExit(f"no job after {after_id} finished within {timeout:.0f} s")
+
+
+def last_job_id() -> int:
+    from records.models import Job
+
+    return Job.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def once_delete_all_and_restore(world, session: Session, entity: str) -> list[dict]:
+    """Delete all references of one tab and restore them through the real UI path: the form
+    POSTs to gunicorn, the job worker applies them; timed from the click to the job done."""
+    base = f"/t/{world.tenant.slug}/integrations/{world.main.pk}/references/{entity}/"
+    session.request("GET", f"{base}delete-all/")
+    before = last_job_id()
     t0 = time.perf_counter()
-    batch = delete_all_references(world.main, "article", actor)
+    status, _, _ = form_post(session, f"{base}delete-all/", {"confirm": entity})
+    if status != 302:
+        return [{"key": "delete_all", "label": "Delete all", "status": f"HTTP {status}"}]
+    deleted_job = wait_for_job(before)
     deleted = time.perf_counter() - t0
+    if deleted_job.state != "done":
+        return [{"key": "delete_all", "label": "Delete all", "status": deleted_job.error}]
+    rows = deleted_job.batch.row_count
+    before = last_job_id()
     t0 = time.perf_counter()
-    restored = restore_batch(batch, actor)
+    form_post(session, f"/t/{world.tenant.slug}/batches/{deleted_job.batch_id}/restore/", {})
+    restore_job = wait_for_job(before)
     restore = time.perf_counter() - t0
-    Batch.objects.filter(pk=batch.pk).delete()  # keep the bench data as it was
     return [
         {
-            "key": "delete_all",
-            "label": f"Delete all ({batch.row_count:,} rows)",
+            "key": f"delete_all_{entity}",
+            "label": f"Delete all {entity}, click to done ({rows:,} rows)",
             "seconds": round(deleted, 2),
-            "rows": batch.row_count,
+            "rows": rows,
+            "job_seconds": _job_seconds(deleted_job),
         },
         {
-            "key": "restore",
-            "label": f"Restore ({restored:,} rows)",
+            "key": f"restore_{entity}",
+            "label": f"Restore {entity}, click to done ({rows:,} rows)",
             "seconds": round(restore, 2),
-            "rows": restored,
+            "rows": rows,
+            "status": "ok" if restore_job.state == "done" else restore_job.error,
+            "job_seconds": _job_seconds(restore_job),
         },
     ]
 
 
-def once_import(world, rows: int = 100_000) -> list[dict]:
-    """CSV import of `rows` customer references through `manage.py import_references`: the
-    dry run, then the apply (which plans again, as the upload page does), then undo it."""
-    import tempfile
-    from io import StringIO
+def _job_seconds(job) -> float | None:
+    if job.started_at and job.finished_at:
+        return round((job.finished_at - job.started_at).total_seconds(), 2)
+    return None
 
-    from django.core.management import call_command
 
-    from records.models import Batch
-    from records.services import Actor
+def once_import(world, session: Session, rows: int = 100_000) -> list[dict]:
+    """CSV import of `rows` customer references through the upload page: upload, the preview
+    (the dry run), then Apply, which runs as a job; timed from the click to the job done.
+    Then undone, to leave the data as it was."""
+    from references.models import ImportUpload
     from references.services import restore_batch, unlinked_source_rows
 
     unlinked = list(
@@ -627,42 +710,40 @@ def once_import(world, rows: int = 100_000) -> list[dict]:
     lines += [f"{sid},IMP-C{i:07d},,Imported {i}" for i, sid in enumerate(unlinked)]
     for i in range(len(unlinked), rows):
         lines.append(f"IMP-{i:07d},IMP-T{i:07d},imported{i}@example.com,Imported {i}")
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as handle:
-        handle.write("\n".join(lines) + "\n")
-        path = handle.name
-    args = [path, "--tenant", world.tenant.slug, "--integration", str(world.main.pk)]
-    args += ["--entity", "customers"]
-    try:
-        t0 = time.perf_counter()
-        out = StringIO()
-        call_command("import_references", *args, "--dry-run", stdout=out, stderr=StringIO())
-        dry = time.perf_counter() - t0
-        summary = out.getvalue().splitlines()[0]
-        t0 = time.perf_counter()
-        out = StringIO()
-        call_command("import_references", *args, stdout=out, stderr=StringIO())
-        apply = time.perf_counter() - t0
-    except Exception as error:  # noqa: BLE001 - report and go on with the other numbers
-        return [{"key": "import", "label": "CSV import", "status": "error", "note": str(error)}]
-    finally:
-        os.unlink(path)
-    match = re.search(r"as batch (\d+)", out.getvalue())
-    if match:  # put the data back as it was
-        batch = Batch.objects.get(pk=int(match.group(1)))
-        restore_batch(batch, Actor("user", "bench"))
-        batch.delete()
+    content = ("\n".join(lines) + "\n").encode()
+    base = f"/t/{world.tenant.slug}/integrations/{world.main.pk}/references/customers/import/"
+    session.request("GET", base)
+    status, headers, _ = multipart_post(session, base, "file", "bench.csv", content)
+    if status != 302:
+        return [{"key": "import", "label": "CSV import", "status": f"upload: HTTP {status}"}]
+    preview = headers.get("Location", "")
+    t0 = time.perf_counter()
+    status, _, _ = session.request("GET", preview)
+    dry = time.perf_counter() - t0
+    upload = ImportUpload.objects.order_by("-pk").first()
+    before = last_job_id()
+    t0 = time.perf_counter()
+    form_post(session, f"{base}apply/", {"upload": upload.token})
+    job = wait_for_job(before)
+    apply = time.perf_counter() - t0
+    if job.state != "done":
+        return [{"key": "import", "label": "CSV import", "status": job.error}]
+    from records.audit import Actor
+
+    restore_batch(job.batch, Actor("user", "bench"))  # put the data back as it was
     return [
         {
             "key": "import_dry_run",
-            "label": f"CSV import dry run ({rows:,} rows: {summary})",
+            "label": f"CSV import preview page ({rows:,} rows)",
             "seconds": round(dry, 2),
             "rows": rows,
         },
         {
             "key": "import_apply",
-            "label": f"CSV import apply ({rows:,} rows)",
+            "label": f"CSV import apply, click to done ({rows:,} rows)",
             "seconds": round(apply, 2),
             "rows": rows,
+            "job_seconds": _job_seconds(job),
         },
     ]
 
@@ -708,7 +789,9 @@ def print_table(rows: list[dict], once: list[dict], tput: dict, other: dict | No
             print(f"{item['label'][:46]:46} {item['status']}: {item.get('note', '')}")
         else:
             print(
-                f"{item['label'][:46]:46} {item['seconds']:>7.2f}s   (once) {item.get('note', '')}"
+                f"{item['label'][:58]:58} {item['seconds']:>7.2f}s   (once)"
+                + (f" job {item['job_seconds']} s" if item.get("job_seconds") else "")
+                + f" {item.get('note', '')}"
             )
     if tput.get("status") == "ok":
         print(
@@ -753,18 +836,20 @@ def main() -> None:
         if (not ONLY or "api_throughput" in ONLY) and api_op:
             log("api_throughput: 4 concurrent clients")
             tput = throughput(api_op, sessions)
-        if not ONLY or "delete_all" in ONLY:
-            log("delete_all + restore")
-            vacuum()
-            once += once_delete_all_and_restore(world)
-            vacuum()
+        with JobWorker():
+            if not ONLY or "delete_all" in ONLY:
+                for entity in DELETE_ALL_TABS:
+                    log(f"delete_all + restore of {entity}: through the UI and the job worker")
+                    vacuum()
+                    once += once_delete_all_and_restore(world, sessions["app"], entity)
+                    vacuum()
+            if not ONLY or "import" in ONLY:
+                log("import: upload, preview, apply as a job")
+                once += once_import(world, sessions["app"])
+                vacuum()
         if not ONLY or "export" in ONLY:
             log("export: CSV of every tab")
             once += once_export(world, sessions, server)
-        if not ONLY or "import" in ONLY:
-            log("import: CSV dry run + apply")
-            once += once_import(world)
-            vacuum()
         rss = server.worker_rss_kb()
     by_key = {r.key: r for r in results}
     rows = [r.as_dict(by_key) for r in results]

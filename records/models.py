@@ -84,7 +84,8 @@ CONTROL_CHARACTERS_PATTERN = r"[\x01-\x1f\x7f]"
 class Record(models.Model):
     """One entity in the platform, known to zero or more connections by their remote ids."""
 
-    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    # No index of its own: the unique (tenant, local_id) and the delta-sync index lead with it.
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, db_index=False)
     local_id = models.CharField(max_length=32, default=new_hex_id, editable=False)
     record_type = models.CharField(max_length=40)
     data = models.JSONField(default=dict, blank=True)
@@ -100,7 +101,9 @@ class Record(models.Model):
     objects = TenantQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-last_modified", "-id"]
+        # Newest first by id: an index every table has. Pages that sort by last_modified do so
+        # within a tenant and type, on record_delta_sync_idx.
+        ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "local_id"], name="record_unique_local_id"),
             models.CheckConstraint(
@@ -117,7 +120,6 @@ class Record(models.Model):
                 fields=["tenant", "record_type", "last_modified", "local_id"],
                 name="record_delta_sync_idx",
             ),
-            models.Index(fields=["last_modified"], name="record_last_modified_idx"),
         ]
 
     def __str__(self) -> str:
@@ -127,10 +129,16 @@ class Record(models.Model):
 class RemoteId(EngineWrittenModel):
     """A record's id in one connection's remote system: the one source of truth for references."""
 
-    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    # Every index of the table leads with tenant: no index of its own (each costs a bulk write).
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, db_index=False)
     record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="remote_ids")
+    # Queries name the connection after the tenant (the unique indexes); deleting a connection
+    # is rare enough to scan for its rows.
     connection = models.ForeignKey(
-        "integrations.Connection", on_delete=models.CASCADE, related_name="remote_ids"
+        "integrations.Connection",
+        on_delete=models.CASCADE,
+        related_name="remote_ids",
+        db_index=False,
     )
     # Copy of record.record_type so that the uniqueness rule is one index.
     record_type = models.CharField(max_length=40)
@@ -294,16 +302,28 @@ class BatchChange(EngineWrittenModel):
     # and PostgreSQL checked 4 keys per row at commit. Deletes still cascade (Django's
     # collector does that, not the database; nothing deletes these parents with raw SQL),
     # and restoring puts rows back through RemoteId, whose own foreign keys check them.
-    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, db_constraint=False)
+    # One index besides the primary key and record_id (the history): (tenant, batch, change).
+    # A delete-all writes 256k of these rows and every index is written for each.
+    tenant = models.ForeignKey(
+        "integrations.Tenant", on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
     batch = models.ForeignKey(
-        Batch, on_delete=models.CASCADE, related_name="changes", db_constraint=False
+        Batch,
+        on_delete=models.CASCADE,
+        related_name="changes",
+        db_constraint=False,
+        db_index=False,
     )
     change = models.CharField(max_length=10, choices=Change.choices)
     record = models.ForeignKey(
         Record, on_delete=models.CASCADE, related_name="+", db_constraint=False
     )
     connection = models.ForeignKey(
-        "integrations.Connection", on_delete=models.CASCADE, related_name="+", db_constraint=False
+        "integrations.Connection",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     record_type = models.CharField(max_length=40)
     remote_id = models.CharField(max_length=255)
