@@ -1,17 +1,23 @@
 # ruff: noqa: E501 (the setup script embedded as a string has long lines)
-"""Load and faults: 50 concurrent clients against gunicorn on PostgreSQL, with a restart of
-PostgreSQL in the middle. A script (`make load`), not a unit test.
+"""Load and faults: 50 concurrent clients against gunicorn on PostgreSQL, with big changes
+running as background jobs, a job worker killed mid-job, and a restart of PostgreSQL during
+a job. A script (`make load`), not a unit test.
 
-    make load                     # 50 clients, 60 s, PostgreSQL restarted at 20 s
+    make load                     # 50 clients, 60 s, worker killed at 5 s, PostgreSQL at 20 s
     LOAD_CLIENTS=10 LOAD_SECONDS=20 make load
 
 Each client logs in (or uses an API key) and loops over a mix of search, add, edit and API
-creates, logging every request. An admin client runs delete-all of one entity type while the
-database restarts. At the end the database is checked against the clients' log:
+creates, logging every request; a client that gets a 503 (log-in during the restart
+included) waits and tries again, so the load does not quietly shrink. An admin starts a
+delete-all of the articles (a job) and the job worker is killed with SIGKILL while the job
+is inside its transaction, then restarted; the admin imports a CSV of customers (a job); and
+starts another delete-all of the articles just before PostgreSQL restarts. At the end the
+database is checked against the clients' log:
 - no 5xx other than 503, and every 503 is the clear page (HTML) or JSON (under /api/);
 - every add/edit/create the server confirmed is there exactly as confirmed, none twice;
 - a request that got a 503 or no answer left all or nothing (no half reference);
 - each delete-all batch removed exactly the rows it recorded, or nothing at all;
+- each job completed exactly once (done, with its batch) or left nothing (no batch, no rows);
 - the app answers normally after the restart without being restarted.
 Only 127.0.0.1 is contacted. Results: bench/results/load_faults.json and the README.
 """
@@ -23,6 +29,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -45,6 +52,9 @@ RESTART_AT = float(os.environ.get("LOAD_RESTART_AT", "20"))
 BASE = f"http://127.0.0.1:{PORT}"
 PASSWORD = "load-test-password-1"
 PRELOADED_ARTICLES = 2000
+IMPORT_ROWS = 1500
+KILL_WORKER_AT = float(os.environ.get("LOAD_KILL_WORKER_AT", "5"))
+JOB_THRESHOLD = 500  # the delete-all (2,000 rows) and the import (1,500) run as jobs
 ENV = {
     **os.environ,
     "DATABASE_URL": f"{PG}/{DB}",
@@ -54,6 +64,8 @@ ENV = {
     "SECURE_SSL_REDIRECT": "0",
     "CONN_MAX_AGE": "60",
     "DJANGO_SETTINGS_MODULE": "config.settings",
+    "REFDESK_JOB_THRESHOLD": str(JOB_THRESHOLD),
+    "TASKS_BACKEND": "db",
 }
 ENV.pop("DEBUG", None)
 
@@ -147,6 +159,40 @@ class Server:
         self.logfile.close()
 
 
+class JobWorker:
+    """`manage.py db_worker` in its own process group (so SIGKILL takes all of it)."""
+
+    def __init__(self):
+        self.process = None
+        self.logfile = None
+
+    def start(self):
+        self.logfile = open(RESULTS / "load_faults_worker.log.tmp", "a")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "db_worker", "--no-reload", "--interval", "0.2"],
+            cwd=ROOT,
+            env=ENV,
+            stdout=self.logfile,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.logfile:
+            self.logfile.close()
+
+
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
@@ -205,26 +251,43 @@ class Client:
             self.events.append(event)
         return status, text
 
-    def log_in(self, username: str) -> None:
-        status, page = self.request("login-page", "GET", "/login/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-        self.token = token.group(1) if token else ""
-        status, _ = self.request(
-            "login",
-            "POST",
-            "/login/",
-            data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": self.token},
-        )
-        if status != 302:
-            raise RuntimeError(f"{username} could not log in: {status}")
+    def log_in(self, username: str, stop: threading.Event | None = None) -> bool:
+        """Log in, retrying while the database is away (a 503 or no answer), as a person
+        would; False only if the run ends first."""
+        delay = 0.5
+        while True:
+            status, page = self.request("login-page", "GET", "/login/")
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+            self.token = token.group(1) if token else ""
+            if status == 200:
+                status, _ = self.request(
+                    "login",
+                    "POST",
+                    "/login/",
+                    data={
+                        "username": username,
+                        "password": PASSWORD,
+                        "csrfmiddlewaretoken": self.token,
+                    },
+                )
+                if status == 302:
+                    break
+            if status not in (0, 503, 200):
+                raise RuntimeError(f"{username} could not log in: {status}")
+            if stop is not None and stop.is_set():
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 4)
         self.request("home", "GET", "/t/load/")
         # Log-in rotates the CSRF secret: send the new one (the cookie's value is a valid token).
         self.token = next((c.value for c in self.jar if c.name == "csrftoken"), self.token)
+        return True
 
 
 def person(n: int, world: dict, events, lock, stop: threading.Event):
     client = Client(f"load{n}", events, lock)
-    client.log_in(f"load{n}")
+    if not client.log_in(f"load{n}", stop):
+        return
     refs = f"/t/load/integrations/{world['integration']}/references/orders/"
     rng = random.Random(n)
     mine = []  # (source, target) this client added
@@ -246,7 +309,11 @@ def person(n: int, world: dict, events, lock, stop: threading.Event):
                 mine.append([source, target])
         elif roll < 0.65:
             q = rng.choice([f"C{n}-", f"T{rng.randrange(CLIENTS)}-", "ART-1", "nothing"])
-            client.request("search", "GET", refs + "?" + urllib.parse.urlencode({"q": q}))
+            status, _ = client.request(
+                "search", "GET", refs + "?" + urllib.parse.urlencode({"q": q})
+            )
+            if status in (0, 503):
+                time.sleep(0.5)  # the database is away: try again in a moment
         else:
             pair = rng.choice(mine)
             status, page = client.request(
@@ -296,20 +363,120 @@ def api_client(n: int, world: dict, events, lock, stop: threading.Event):
         )
 
 
-def delete_all_during_restart(world, events, lock, start_at: float, t0: float):
-    client = Client("load-admin", events, lock)
-    client.log_in("load-admin")
-    if start_at >= SECONDS:
-        return
-    time.sleep(max(0.0, t0 + start_at - time.monotonic()))
-    url = f"/t/load/integrations/{world['integration']}/references/articles/delete-all/"
-    client.request("delete-all", "POST", url, data={"confirm": "articles"})
+def wait_for_job_state(job_id: int, states: set[str], timeout: float = 60) -> str:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(f"{PG}/{DB}", connect_timeout=2) as conn:
+                row = conn.execute(
+                    "SELECT state FROM records_job WHERE id = %s", [job_id]
+                ).fetchone()
+            state = row[0] if row else ""
+            if state in states:
+                return state
+        except psycopg.OperationalError:
+            pass
+        time.sleep(0.05)
+    return state
 
 
-def restart_postgres(events, lock, at: float, t0: float):
-    if at >= SECONDS:
-        return
-    time.sleep(max(0.0, t0 + at - time.monotonic()))
+def latest_job_id() -> int:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/{DB}") as conn:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM records_job").fetchone()[0]
+
+
+def admin_jobs(client, world, events, lock, worker: JobWorker, t0: float):
+    """The admin's big changes, as jobs, and the faults around them (`client` is logged in
+    before the load starts, so the faults happen on time)."""
+    import psycopg
+
+    articles = f"/t/load/integrations/{world['integration']}/references/articles/"
+    customers = f"/t/load/integrations/{world['integration']}/references/customers/"
+    # 1. A delete-all job, its worker killed with SIGKILL while the job is in its transaction:
+    #    one article record is held locked so the job is caught in the middle of its writes.
+    time.sleep(max(0.0, t0 + KILL_WORKER_AT - time.monotonic()))
+    with psycopg.connect(f"{PG}/{DB}") as holder:
+        holder.execute(
+            "SELECT r.id FROM records_record r WHERE r.record_type = 'article' "
+            "ORDER BY r.id LIMIT 1 FOR UPDATE"
+        )
+        before = latest_job_id()
+        client.request("delete-all", "POST", articles + "delete-all/", data={"confirm": "articles"})
+        job = before + 1
+        wait_for_job_state(job, {"running"})
+        time.sleep(0.5)  # inside its transaction, waiting for the held row
+        worker.kill()
+        with lock:
+            events.append({"op": "worker-killed", "job": job})
+        log(f"job worker killed (SIGKILL) during job {job}")
+        holder.rollback()
+    worker.start()
+    log("job worker restarted")
+    # 2. An import job, on the restarted worker.
+    rows = "".join(f"CUS-{i},FC-{i}\n" for i in range(IMPORT_ROWS))
+    status, page = client.request("import-page", "GET", customers + "import/")
+    boundary = "loadboundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n'
+        f'{client.token}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="customers.csv"\r\nContent-Type: text/csv\r\n\r\nsource_id,target_id\n'
+        f"{rows}\r\n--{boundary}--\r\n"
+    ).encode()
+    request = urllib.request.Request(
+        BASE + customers + "import/",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "X-CSRFToken": client.token,
+            "Referer": BASE + "/",
+        },
+    )
+    location, status = "", 0
+    try:
+        with client.opener.open(request, timeout=30) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:  # the 302 to the preview
+        status, location = error.code, error.headers.get("Location", "")
+    with lock:
+        events.append({"op": "import-upload", "status": status, "client": "load-admin"})
+    token = re.search(r"upload=([\w-]+)", location or "")
+    if token:
+        before = latest_job_id()
+        client.request(
+            "import-apply", "POST", customers + "import/apply/", data={"upload": token.group(1)}
+        )
+        with lock:
+            events.append({"op": "import-started", "job": before + 1})
+    # 3. Another delete-all of the articles, held inside its transaction (as in 1.) when
+    #    PostgreSQL restarts: the restart comes once the job is running.
+    if RESTART_AT < SECONDS:
+        time.sleep(max(0.0, t0 + RESTART_AT - time.monotonic()))
+        try:
+            with psycopg.connect(f"{PG}/{DB}") as holder:
+                holder.execute(
+                    "SELECT r.id FROM records_record r WHERE r.record_type = 'article' "
+                    "ORDER BY r.id LIMIT 1 FOR UPDATE"
+                )
+                before = latest_job_id()
+                client.request(
+                    "delete-all", "POST", articles + "delete-all/", data={"confirm": "articles"}
+                )
+                with lock:
+                    events.append({"op": "job-during-restart", "job": before + 1})
+                wait_for_job_state(before + 1, {"running"})
+                time.sleep(0.5)
+                restart_postgres(events, lock, t0)
+        except psycopg.OperationalError:
+            pass  # the restart closed the holding connection too
+
+
+def restart_postgres(events, lock, t0: float):
     log("restarting PostgreSQL")
     started = time.monotonic()
     subprocess.run(
@@ -360,6 +527,18 @@ def check(world: dict, events: list) -> dict:
             "WHERE x.batch_id = b.id), (SELECT count(*) FROM records_auditentry a "
             "WHERE a.batch_id = b.id) FROM records_batch b WHERE b.kind = 'delete_all'"
         ).fetchall()
+        jobs = conn.execute(
+            "SELECT j.id, j.kind, j.state, j.batch_id, j.error, b.row_count, "
+            "(SELECT count(*) FROM records_batchchange x WHERE x.batch_id = j.batch_id) "
+            "FROM records_job j LEFT JOIN records_batch b ON b.id = j.batch_id ORDER BY j.id"
+        ).fetchall()
+        import_batches = conn.execute(
+            "SELECT count(*) FROM records_batch WHERE kind = 'import'"
+        ).fetchone()[0]
+        customer_targets = conn.execute(
+            "SELECT count(*) FROM records_remoteid r JOIN integrations_connection c "
+            "ON c.id = r.connection_id WHERE r.record_type='customer' AND c.name='Fortnox'"
+        ).fetchone()[0]
 
     # The final state of each source id, from the log: the last confirmed add/edit.
     confirmed, uncertain = {}, set()
@@ -408,6 +587,34 @@ def check(world: dict, events: list) -> dict:
         )
     if articles == 0 and not batches:
         problems.append("articles gone without a delete-all batch")
+    # Jobs: done exactly once with a whole batch, or nothing left behind.
+    done_delete_alls = [j for j in jobs if j[1] == "delete_all" and j[2] == "done"]
+    for job_id, kind, state, batch_id, _error, row_count, changes in jobs:
+        # A delete-all batch records one removed row per reference; an import of new
+        # references two added rows (source and target) per line.
+        expected = row_count if kind == "delete_all" else 2 * (row_count or 0)
+        if state == "done" and (batch_id is None or changes != expected):
+            problems.append(f"job {job_id} ({kind}) done without a whole batch")
+        if state != "done" and batch_id is not None:
+            problems.append(f"job {job_id} ({kind}) is {state} but has a batch")
+    if len(done_delete_alls) != len(batches):
+        problems.append(
+            f"{len(done_delete_alls)} delete-all jobs done but {len(batches)} delete-all batches"
+        )
+    if (articles == 0) != (len(done_delete_alls) == 1) or len(done_delete_alls) > 1:
+        problems.append(
+            f"{articles} article targets left with {len(done_delete_alls)} delete-all jobs done"
+        )
+    imports_done = [j for j in jobs if j[1] == "import" and j[2] == "done"]
+    if customer_targets != IMPORT_ROWS * len(imports_done) or import_batches != len(imports_done):
+        problems.append(
+            f"import: {customer_targets} customer targets, {import_batches} batches, "
+            f"{len(imports_done)} import jobs done"
+        )
+    killed = [e["job"] for e in events if e.get("op") == "worker-killed"]
+    for job_id, _kind, state, *_ in jobs:
+        if job_id in killed and state == "done":
+            problems.append(f"job {job_id} was killed mid-way but says done")
     after_restart = [e for e in events if e.get("op") == "pg-restart"]
     restart_at = after_restart[0]["at"] + after_restart[0]["seconds"] if after_restart else 0
     return {
@@ -422,6 +629,10 @@ def check(world: dict, events: list) -> dict:
         "api_created": len(api_ok),
         "article_targets_left": articles,
         "delete_all_batches": [list(b) for b in batches],
+        "jobs": [
+            {"id": j[0], "kind": j[1], "state": j[2], "batch": j[3], "error": j[4]} for j in jobs
+        ],
+        "requests_per_second": round(sum(statuses.values()) / SECONDS, 1),
         "ok_after_restart": sum(
             1
             for e in events
@@ -429,6 +640,17 @@ def check(world: dict, events: list) -> dict:
         ),
         "problems": problems,
     }
+
+
+def _active_jobs(worker: JobWorker) -> int:
+    """Jobs still queued or running on a live worker (a killed job stays 'running')."""
+    import psycopg
+
+    with psycopg.connect(f"{PG}/{DB}") as conn:
+        return conn.execute(
+            "SELECT count(*) FROM records_job WHERE state = 'queued' "
+            "OR (state = 'running' AND heartbeat_at > now() - interval '30 seconds')"
+        ).fetchone()[0]
 
 
 def main() -> int:
@@ -444,8 +666,11 @@ def main() -> int:
     events = Events()
     lock = threading.Lock()
     stop = threading.Event()
+    worker = JobWorker().start()
     with Server():
         log(f"gunicorn up on {BASE}; {CLIENTS} clients for {SECONDS:.0f} s")
+        admin = Client("load-admin", events, lock)
+        admin.log_in("load-admin")
         t0 = time.monotonic()
         threads = []
         people = max(1, CLIENTS * 4 // 5)
@@ -454,12 +679,7 @@ def main() -> int:
         for n in range(CLIENTS - people):
             threads.append(threading.Thread(target=api_client, args=(n, world, events, lock, stop)))
         threads.append(
-            threading.Thread(target=restart_postgres, args=(events, lock, RESTART_AT, t0))
-        )
-        threads.append(
-            threading.Thread(
-                target=delete_all_during_restart, args=(world, events, lock, RESTART_AT, t0)
-            )
+            threading.Thread(target=admin_jobs, args=(admin, world, events, lock, worker, t0))
         )
         for thread in threads:
             thread.start()
@@ -470,6 +690,11 @@ def main() -> int:
         # Recovered without restarting the app:
         probe = Client("probe", events, lock)
         probe.log_in("load-admin")
+        # Let the worker finish (or give up on) what it was doing before checking.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _active_jobs(worker):
+            time.sleep(0.5)
+    worker.stop()
     result = check(world, list(events))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "load_faults.json").write_text(json.dumps(result, indent=2))

@@ -121,10 +121,6 @@ class Planned:
     def accepted(self) -> bool:
         return self.outcome in WRITTEN
 
-    @property
-    def holder(self):
-        return getattr(self.error, "holder", None)
-
     def reject(self, error: DomainError) -> None:
         self.outcome, self.reason, self.error = REJECTED, error.message, error
 
@@ -143,11 +139,6 @@ class Plan:
     def accepted(self) -> list[Planned]:
         return [line for line in self.lines if line.accepted]
 
-    @property
-    def size(self) -> int:
-        """Rows the apply writes: what decides whether it runs as a job."""
-        return sum(self.counts[outcome] for outcome in WRITTEN)
-
 
 @dataclass
 class Applied:
@@ -164,13 +155,10 @@ class ChangeSetBase:
     """What every change set has: `tenant`, `integration` (or None), `record_type`, `actor`
     and `kind` (the Batch kind it becomes), and how to lock, plan and write it."""
 
-    def lock(self, plan_size: int | None = None) -> None:
+    def lock(self) -> None:
         """Serialise with other writers of this integration (see `lock_integration`)."""
         if self.integration is not None:
             lock_integration(self.integration, exclusive=True)
-
-    def size(self) -> int:
-        return self.plan().size
 
     def plan(self) -> Plan:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -279,13 +267,22 @@ class ChangeSet(ChangeSetBase):
     # stays 1 (an API create with an id is one write, not two).
     new_record_ids: frozenset = frozenset()
 
-    def lock(self, plan_size: int | None = None) -> None:
+    def lock(self) -> None:
+        single = len(self.changes) == 1
         if self.integration is not None:
-            lock_integration(self.integration, exclusive=len(self.changes) > 1)
-        ids = sorted({c.record_id for c in self.changes if c.record_id and c.version is not None})
+            # A set of many changes takes the integration alone; single changes share it.
+            lock_integration(self.integration, exclusive=not single)
+        ids = sorted(
+            {
+                change.record_id
+                for change in self.changes
+                if change.record_id and (single or change.version is not None)
+            }
+        )
         if ids:
-            # Of two edits opened on the same version only one wins: the second waits here,
-            # then plans against the version the first wrote, and is refused as stale.
+            # Of two changes to one record only one writes at a time: the second waits here,
+            # then plans against what the first wrote (and is refused as stale if it carried
+            # the version it was opened on).
             list(
                 Record.objects.for_tenant(self.tenant)
                 .select_for_update()
@@ -1321,12 +1318,9 @@ class Restore(ChangeSetBase):
     def record_type(self):
         return self.batch.record_type
 
-    def lock(self, plan_size: int | None = None) -> None:
+    def lock(self) -> None:
         super().lock()
         self.batch = Batch.objects.for_tenant(self.tenant).select_for_update().get(pk=self.batch.pk)
-
-    def size(self) -> int:
-        return self.batch.row_count
 
     def _changes(self, change: str):
         return BatchChange.objects.for_tenant(self.tenant).filter(batch=self.batch, change=change)

@@ -18,7 +18,15 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.utils import timezone
 from django_tasks import task
 
@@ -112,6 +120,15 @@ def execute(job_id: int) -> str:
     except DomainError as error:
         _fail(job, error.message)
         return "failed"
+    except (OperationalError, InterfaceError):
+        logger.exception("Job %s (%s) lost its database connection", job.pk, job.kind)
+        connection.close()
+        _fail(
+            job,
+            "The database connection was lost while the job ran (a restart?); nothing was "
+            "written. Start it again.",
+        )
+        return "failed"
     except Exception as error:
         logger.exception("Job %s (%s) failed", job.pk, job.kind)
         _fail(
@@ -125,10 +142,20 @@ def execute(job_id: int) -> str:
     return "done"
 
 
-def _fail(job: Job, message: str) -> None:
-    Job.objects.filter(pk=job.pk).update(
-        state=Job.State.FAILED, error=message, phase="", finished_at=timezone.now()
-    )
+def _fail(job: Job, message: str, attempts: int = 10) -> None:
+    """Say the job failed. Its writes are already rolled back; when the database itself went
+    away (a restart), wait for it to come back rather than leave the job "running"."""
+    for attempt in range(attempts):
+        try:
+            Job.objects.filter(pk=job.pk).update(
+                state=Job.State.FAILED, error=message, phase="", finished_at=timezone.now()
+            )
+            return
+        except DatabaseError:
+            connection.close()  # a broken connection: the next try opens a new one
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
 
 
 class ProgressWriter:
