@@ -11,7 +11,7 @@ import csv
 from collections.abc import Iterable, Iterator
 
 from .filters import ReferenceFilterSet
-from .imports import COLUMNS
+from .imports import COLUMNS, escape_cell
 
 CHUNK_SIZE = 5000
 
@@ -33,12 +33,22 @@ class _Line:
 
 
 def csv_lines(rows: Iterable[tuple]) -> Iterator[bytes]:
-    """A UTF-8 BOM (so Excel reads it as UTF-8), the header, then one line per row."""
+    """A UTF-8 BOM (so Excel reads it as UTF-8), the header, then one line per row; a cell that
+    a spreadsheet would run as a formula is written as text (imports.escape_cell)."""
     writer = csv.writer(_Line(), lineterminator="\r\n")
     yield codecs.BOM_UTF8 + writer.writerow(COLUMNS).encode()
     buffer = []
     for source_id, target_id, source_ref, target_ref in rows:
-        buffer.append(writer.writerow((source_id, target_id or "", source_ref, target_ref or "")))
+        buffer.append(
+            writer.writerow(
+                (
+                    escape_cell(source_id),
+                    escape_cell(target_id or ""),
+                    escape_cell(source_ref),
+                    escape_cell(target_ref or ""),
+                )
+            )
+        )
         if len(buffer) >= 1000:
             yield "".join(buffer).encode()
             buffer = []

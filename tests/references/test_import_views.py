@@ -145,6 +145,34 @@ class TestExport:
         counts = admin_client.get(location).context["counts"]
         assert counts == {"new": 0, "changed": 0, "unchanged": 3, "rejected": 0}
 
+    def test_cells_a_spreadsheet_would_run_are_exported_as_text_and_import_back(
+        self, admin_client, world
+    ):
+        make_reference(
+            world.integration,
+            source_id='=HYPERLINK("http://evil.example","x")',
+            target_id="-5",
+            source_ref="@SUM(A1)",
+            target_ref="+46 8 123",
+        )
+        make_reference(world.integration, source_id="'5002", target_id="'=quoted", source_ref="1")
+
+        response = admin_client.get(url(world, "export"))
+        content = b"".join(response.streaming_content)
+        lines = content.decode("utf-8-sig").splitlines()
+
+        assert sorted(lines[1:]) == [
+            '"\'=HYPERLINK(""http://evil.example"",""x"")",\'-5,\'@SUM(A1),\'+46 8 123',
+            "''5002,''=quoted,1,",
+        ]
+        # Every cell starts with text a spreadsheet shows as it is.
+        for line in lines[1:]:
+            for cell in line.split(","):
+                assert not cell.lstrip('"').startswith(("=", "+", "-", "@"))
+        location = upload(admin_client, world, content)["Location"]
+        counts = admin_client.get(location).context["counts"]
+        assert counts == {"new": 0, "changed": 0, "unchanged": 2, "rejected": 0}
+
     def test_export_follows_the_filters_of_the_list(self, support_client, world):
         make_reference(world.integration, source_id="5001", target_id="INV-1")
         make_reference(world.integration, source_id="5002")
