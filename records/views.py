@@ -9,7 +9,6 @@ from django.db.models import Prefetch
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django.views import View
 from django.views.generic import TemplateView
@@ -60,11 +59,6 @@ class HtmxPartialMixin:
         if htmx and not htmx.history_restore_request:
             return [self.partial_template_name]
         return super().get_template_names()
-
-    def render_to_response(self, context, **kwargs):
-        response = super().render_to_response(context, **kwargs)
-        patch_vary_headers(response, ["HX-Request"])
-        return response
 
 
 class RecordIndexView(TenantMixin, View):
@@ -409,7 +403,6 @@ class JobListView(TenantMixin, View):
         }
         template = "records/partials/job_table.html" if request.htmx else "records/job_list.html"
         response = render(request, template, context)
-        patch_vary_headers(response, ["HX-Request"])
         return response
 
 
@@ -443,5 +436,4 @@ class JobDetailView(TenantMixin, View):
             )
             context = {"job": job, "references_url": references.removesuffix("?q=")}
             response = render(request, "records/job_detail.html", context)
-        patch_vary_headers(response, ["HX-Request"])
         return response
