@@ -101,6 +101,7 @@ UNAVAILABLE_HTML = """<!doctype html>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>refdesk is briefly unavailable</title>
+  <link rel="icon" href="data:,">
   <link rel="stylesheet" href="{css}">
 </head>
 <body>

@@ -1,12 +1,20 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from integrations import views as integration_views
 from records.api import api as records_api
 
 urlpatterns = [
     path("", integration_views.home, name="home"),
+    # Pages link the SVG icon; this answers browsers (and the admin's pages) that ask anyway.
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=f"/{settings.STATIC_URL.lstrip('/')}favicon.svg"),
+        name="favicon",
+    ),
     path("login/", integration_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -759,9 +759,7 @@ def test_row_pages_work_without_javascript(admin_client, world):
     assert target_of(world, record) == "INV-2"
 
 
-def test_the_list_says_it_varies_on_htmx_so_back_never_shows_a_bare_fragment(
-    support_client, world
-):
+def test_the_list_says_it_varies_on_htmx_so_back_never_shows_a_bare_fragment(support_client, world):
     url = f"/t/acme/integrations/{world.integration.pk}/references/orders/"
     for headers in ({}, {"HX-Request": "true", "HX-Target": "ref-table"}):
         vary = support_client.get(url, headers=headers)["Vary"]
