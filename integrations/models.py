@@ -176,7 +176,7 @@ class Integration(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name or f"{self.source} -> {self.target}"
+        return self.name or f"{self.source} → {self.target}"
 
     def save(self, *args, **kwargs):
         # A cross-tenant integration would leak one tenant's ids into another's pages:

@@ -327,7 +327,7 @@ class ReferencesMixin(TenantMixin):
 def integration_subtitle(integration) -> str:
     """The integration's own name and connectors, where they add something to the heading."""
     parts = []
-    if integration.name and integration.name != f"{integration.source} -> {integration.target}":
+    if integration.name and integration.name != f"{integration.source} → {integration.target}":
         parts.append(integration.name)
     connectors = (integration.source.connector.name, integration.target.connector.name)
     if connectors != (integration.source.name, integration.target.name):

@@ -114,6 +114,17 @@
     var target = event.target;
     var active = doc.activeElement;
 
+    // Esc in the search box: clear it (the table follows) and leave it, so j/k move rows again.
+    if (key === "Escape" && target.matches && target.matches("[data-search]")) {
+      event.preventDefault();
+      if (target.value) {
+        target.value = "";
+        target.dispatchEvent(new Event("search", { bubbles: true }));
+      }
+      target.blur();
+      return;
+    }
+
     // Esc: works while typing too (cancel an inline edit from its input).
     if (key === "Escape") {
       var cancel = cancelControlFor(target);

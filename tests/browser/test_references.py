@@ -121,6 +121,18 @@ def test_search_as_you_type_filters_and_updates_the_url(live_server, page: Page,
     expect(rows.first).to_contain_text("5002")
     expect(rows.first).to_contain_text("matched target id")
 
+    # Esc clears the box (the table follows) and leaves it, so j moves between rows again.
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("searchbox")).to_have_value("")
+    expect(page.get_by_role("searchbox")).not_to_be_focused()
+    expect(rows).to_have_count(3)
+    page.keyboard.press("j")
+    expect(page.get_by_role("searchbox")).to_have_value("")
+    expect(rows.first).to_be_focused()
+    page.keyboard.press("/")
+    page.keyboard.type("INV-2")
+    expect(rows).to_have_count(1)
+
     page.get_by_role("link", name=re.compile("^Unlinked")).click()
     expect(page).to_have_url(re.compile(r"\?q=INV-2&linked=unlinked$"))
     expect(page.get_by_text("No order references match")).to_be_visible()

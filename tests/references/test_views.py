@@ -65,7 +65,7 @@ class TestList:
         page = admin_client.get(list_url(world)).text
 
         assert 'class="unlinked"' in page
-        assert "the next sync creates a new order in Fortnox" in page
+        assert "the next sync creates a new record for it in Fortnox" in page
 
     def test_empty_tab_says_what_to_do(self, admin_client, world):
         page = admin_client.get(list_url(world, "stock")).text
@@ -764,3 +764,20 @@ def test_the_list_says_it_varies_on_htmx_so_back_never_shows_a_bare_fragment(sup
     for headers in ({}, {"HX-Request": "true", "HX-Target": "ref-table"}):
         vary = support_client.get(url, headers=headers)["Vary"]
         assert "HX-Request" in vary and "HX-Target" in vary
+
+
+def test_the_by_column_names_people_and_connections_as_they_are_known(support_client, world):
+    from records.models import Record
+
+    linked = make_reference(world.integration, source_id="5001", target_id="INV-1")
+    Record.objects.filter(pk=linked.pk).update(
+        last_modified_by=f"connection/{world.erp.connection_id}"
+    )
+    make_reference(world.integration, source_id="5002")
+
+    page = support_client.get(
+        f"/t/acme/integrations/{world.integration.pk}/references/orders/"
+    ).content.decode()
+
+    assert f'title="connection/{world.erp.connection_id}">Fortnox</span>' in page
+    assert 'title="system/tests">tests (system)</span>' in page
