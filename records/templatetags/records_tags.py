@@ -35,9 +35,7 @@ def actor_name(context, actor: str) -> str:
         if names is None:
             from integrations.models import Connection
 
-            names = dict(
-                Connection.objects.for_tenant(tenant).values_list("connection_id", "name")
-            )
+            names = dict(Connection.objects.for_tenant(tenant).values_list("connection_id", "name"))
             request._connection_names = names
         return names.get(ident, actor)
     if kind == "user":

@@ -781,3 +781,17 @@ def test_the_by_column_names_people_and_connections_as_they_are_known(support_cl
 
     assert f'title="connection/{world.erp.connection_id}">Fortnox</span>' in page
     assert 'title="system/tests">tests (system)</span>' in page
+
+
+def test_the_tab_and_the_table_footer_agree_and_say_what_they_count(support_client, world):
+    make_reference(world.integration, source_id="5001", target_id="INV-1")
+    make_reference(world.integration, source_id="5002", target_id="INV-2")
+    make_reference(world.integration, source_id="5003")
+    url = f"/t/acme/integrations/{world.integration.pk}/references/orders/"
+
+    page = support_client.get(url).content.decode()
+
+    assert 'title="2 linked references">2' in page
+    assert 'of 3 <span class="muted">(2 linked · 1 unlinked)</span>' in " ".join(page.split())
+    filtered = support_client.get(url + "?linked=linked").content.decode()
+    assert "of 2" in filtered and "(2 linked" not in filtered
