@@ -18,6 +18,10 @@ from .models import Connection, Connector, Integration, Membership, Reseller, Te
 
 # The admin's own log-in page is throttled like the main one.
 admin.site.login_form = AdminLoginForm
+admin.site.site_header = "refdesk administration"
+admin.site.site_title = "refdesk admin"
+admin.site.index_title = "Resellers, tenants and their connections"
+admin.site.site_url = "/"
 
 
 def is_reseller_staff(user) -> bool:

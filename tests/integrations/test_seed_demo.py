@@ -1,5 +1,7 @@
 """seed_demo: realistic, idempotent, and never creates known passwords without DEBUG."""
 
+from io import StringIO
+
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
@@ -36,3 +38,18 @@ def test_seed_refuses_without_debug(settings):
     with pytest.raises(CommandError, match="DEBUG is off"):
         call_command("seed_demo")
     assert not Record.objects.exists()
+
+
+def test_the_demo_has_orders_known_to_more_than_two_systems(settings):
+    settings.DEBUG = True
+    call_command("seed_demo", stdout=StringIO())
+    three = [
+        record
+        for record in Record.objects.filter(tenant__slug="acme", record_type="order")
+        .prefetch_related("remote_ids__connection")
+        .order_by("id")[:20]
+        if record.remote_ids.count() >= 3
+    ]
+    assert three, "no order known to more than two connections"
+    names = {row.connection.name for row in three[0].remote_ids.all()}
+    assert {"WooCommerce Outlet", "Warehouse API"} <= names

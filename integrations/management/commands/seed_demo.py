@@ -146,6 +146,7 @@ class Command(BaseCommand):
                     integration, record_type, int(VOLUME[record_type] * scale), world
                 )
         if created:
+            self.known_to_three(world)
             self.recent_history(world["main"])
             self.custom_data(world)
             self.suggestion_twins(world["main"])
@@ -193,8 +194,10 @@ class Command(BaseCommand):
         return count
 
     @staticmethod
-    def sync_ids(tenant, record_type, ids):
-        """Give new records their remote ids as a sync would: one change set for the engine."""
+    def sync_ids(tenant, record_type, ids, *, new: bool = True, description: str = ""):
+        """Give records their remote ids as a sync would: one change set for the engine.
+
+        `new`: the records were just made and carry their own demo modification times."""
         changes.apply(
             changes.ChangeSet(
                 tenant=tenant,
@@ -214,10 +217,9 @@ class Command(BaseCommand):
                 ],
                 strict=True,
                 audit_action=AuditEntry.Action.REMOTE_ID_SET,
-                audit_each=False,
-                description=f"Synced {{written}} {record_type} ids",
-                # The records are new and carry their own demo modification times.
-                new_record_ids=frozenset(record.pk for record, *_ in ids),
+                audit_each=not new,
+                description=description or f"Synced {{written}} {record_type} ids",
+                new_record_ids=frozenset(record.pk for record, *_ in ids) if new else frozenset(),
             )
         )
 
@@ -267,6 +269,27 @@ class Command(BaseCommand):
         if record_type == "customer":
             return {"email": f"customer{index}@example.com", "name": f"Customer {index}"}
         return {"sku": f"SKU-{index:05d}", "quantity": index % 120, "warehouse": "WH1"}
+
+    def known_to_three(self, world, count: int = 5):
+        """Orders sold through both shops and picked by the warehouse: one record each, known to
+        Shopify, WooCommerce Outlet and the Warehouse API (three rows in its remoteIdMap)."""
+        main, outlet = world["main"], world["outlet"]
+        records = list(
+            Record.objects.for_tenant(main.tenant)
+            .filter(record_type="order", remote_ids__connection=main.target)
+            .order_by("id")[:count]
+        )
+        ids = []
+        for index, record in enumerate(records):
+            ids.append((record, outlet.source, f"wc-3{index:05d}", f"WC-{5001 + index}"))
+            ids.append((record, world["api"], f"WH-{10001 + index}", f"Pick {10001 + index}"))
+        self.sync_ids(
+            main.tenant,
+            "order",
+            ids,
+            new=False,
+            description="Synced {written} order ids from the outlet and the warehouse",
+        )
 
     def recent_history(self, integration):
         """A few changes made through the services, so the history views have something."""
