@@ -342,7 +342,9 @@ class ReferencesMixin(TenantMixin):
 def integration_subtitle(integration) -> str:
     """The integration's own name and connectors, where they add something to the heading."""
     parts = []
-    if integration.name and integration.name != f"{integration.source} → {integration.target}":
+    default_name = f"{integration.source} → {integration.target}"
+    # Names written with "->" before "→" was the one arrow style say nothing new either.
+    if integration.name and integration.name.replace("->", "→") != default_name:
         parts.append(integration.name)
     connectors = (integration.source.connector.name, integration.target.connector.name)
     if connectors != (integration.source.name, integration.target.name):

@@ -299,3 +299,24 @@ def test_a_big_delete_all_runs_as_a_job_with_progress_then_restores_as_one(
     expect(page.locator(".toast").get_by_text("done (2 new)")).to_be_visible()
     expect(page.locator("tr.unlinked")).to_have_count(1)
     assert count_references(orders.integration, "order") == 2
+
+
+def test_at_800_px_every_action_is_within_reach(live_server, page: Page, orders):
+    page.set_viewport_size({"width": 800, "height": 900})
+    log_in(page, live_server, "anna", orders_url(orders))
+
+    def assert_inside(locator):
+        for index in range(locator.count()):
+            box = locator.nth(index).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 800, box
+
+    table = page.locator("#ref-table table")
+    assert page.evaluate(
+        "e => e.scrollWidth <= e.parentElement.clientWidth", table.element_handle()
+    )
+    assert_inside(page.locator("#ref-table td.actions button"))
+
+    group(page, orders, "5001").get_by_role("button", name="Edit").click()
+    save = group(page, orders, "5001").get_by_role("button", name="Save")
+    expect(save).to_be_visible()
+    assert_inside(group(page, orders, "5001").locator("input:visible, button:visible"))
