@@ -27,6 +27,15 @@ class ReferenceForm(forms.Form):
             target_ref=data["target_ref"],
         )
 
+    def trimmed_note(self) -> str:
+        """Ids and refs are trimmed; say so when it happened, so nobody wonders which was saved."""
+        trimmed = [
+            value.strip()
+            for name in ("source_id", "source_ref", "target_id", "target_ref")
+            if (value := self.data.get(name, "")) != value.strip() and value.strip()
+        ]
+        return f" Saved as {', '.join(trimmed)} (spaces removed)." if trimmed else ""
+
     def add_domain_error(self, error: DomainError) -> None:
         """Show a service's refusal next to the field it names (or above the form)."""
         field = error.field if error.field in self.fields else None

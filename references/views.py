@@ -190,6 +190,23 @@ class ReferencesMixin(TenantMixin):
             per_page = DEFAULT_PAGE_SIZE
         return filterset, params, per_page
 
+    def ignored_params(self) -> list[str]:
+        """URL parameters that could not be used, each with what is shown instead."""
+        filterset, params, per_page = self.filter_state()
+        data = self.filter_data()
+        ignored = []
+        if filterset.is_bound and not filterset.form.is_valid():
+            for name in filterset.form.errors:
+                if data.get(name) not in (None, ""):
+                    default = DEFAULTS.get(name)
+                    instead = f"showing {default}" if default else "not filtered by it"
+                    ignored.append(f"{name}={data.get(name)[:40]} is not valid: {instead}")
+        asked = data.get("per_page")
+        if asked not in (None, "") and str(per_page) != asked:
+            sizes = ", ".join(str(size) for size in PAGE_SIZES)
+            ignored.append(f"per_page={asked[:20]} is not one of {sizes}: showing {per_page}")
+        return ignored
+
     def counts_context(self) -> dict:
         """Tabs and the Linked filter with their counts (also sent out-of-band after changes)."""
         _, params, per_page = self.filter_state()
@@ -264,6 +281,7 @@ class ReferencesMixin(TenantMixin):
             "pinned": pinned_row,
             "total": total,
             "split": split,
+            "ignored_params": self.ignored_params(),
             "filtered": filtered,
             "sort_links": {
                 "modified": self.list_url(
@@ -414,7 +432,9 @@ class AddReferenceView(ReferencesMixin, View):
             else:
                 row = self.row_for(record)
                 messages.success(
-                    request, f"Linked {row.remote_id} to {row.target_remote_id or '-'}."
+                    request,
+                    f"Linked {row.remote_id} to {row.target_remote_id or '-'}."
+                    + form.trimmed_note(),
                 )
                 if not request.htmx:
                     return HttpResponseRedirect(self.list_url())
@@ -475,7 +495,7 @@ class EditReferenceView(ReferencesMixin, View):
             except DomainError as error:
                 form.add_domain_error(error)
                 return self.render_edit(record, form, status=error.status)
-            messages.success(request, "Saved.")
+            messages.success(request, "Saved." + form.trimmed_note())
             if not request.htmx:
                 return HttpResponseRedirect(self.list_url())
             return self.render_group(

@@ -795,3 +795,28 @@ def test_the_tab_and_the_table_footer_agree_and_say_what_they_count(support_clie
     assert 'of 3 <span class="muted">(2 linked · 1 unlinked)</span>' in " ".join(page.split())
     filtered = support_client.get(url + "?linked=linked").content.decode()
     assert "of 2" in filtered and "(2 linked" not in filtered
+
+
+def test_ids_with_spaces_are_trimmed_and_the_toast_says_so(admin_client, world):
+    url = f"/t/acme/integrations/{world.integration.pk}/references/orders/add/"
+    response = admin_client.post(
+        url,
+        {"source_id": " 5009999903 ", "target_id": "INV-9", "source_ref": "", "target_ref": ""},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Linked 5009999903 to INV-9. Saved as 5009999903 (spaces removed)." in page
+
+
+def test_url_parameters_that_cannot_be_used_are_named_with_what_is_shown_instead(
+    support_client, world
+):
+    make_reference(world.integration, source_id="5001", target_id="INV-1")
+    url = f"/t/acme/integrations/{world.integration.pk}/references/orders/"
+
+    page = support_client.get(url + "?modified_after=notadate&per_page=100000").content.decode()
+
+    assert "modified_after=notadate is not valid: not filtered by it." in page
+    assert "per_page=100000 is not one of 25, 50, 100: showing 50." in page
+    assert "5001" in page
+    assert "is not valid" not in support_client.get(url).content.decode()
