@@ -18,7 +18,8 @@
  *   tr.row-new                    highlight fades out (CSS); the class is removed afterwards
  *   .toast                        auto-dismiss after 8 s unless it holds a button/form/link or is
  *                                 .toast-error / [data-sticky]; a close button is added if missing;
- *                                 a successful htmx request from inside a toast (Undo) dismisses it
+ *                                 a successful htmx request from inside a toast (Undo) dismisses it;
+ *                                 at most two are shown, the oldest go first
  */
 (function () {
   "use strict";
@@ -410,6 +411,19 @@
     var list = scope.querySelectorAll(".toast");
     for (var i = 0; i < list.length; i++) initToast(list[i]);
     if (scope.matches && scope.matches(".toast")) initToast(scope);
+    keepNewestToasts();
+  }
+
+  // At most MAX_TOASTS at a time: a newer change makes the older toasts (and their Undo)
+  // out of date, so the oldest go first.
+  var MAX_TOASTS = 2;
+  function keepNewestToasts() {
+    var region = doc.getElementById("toasts");
+    if (!region) return;
+    var shown = Array.prototype.filter.call(region.querySelectorAll(".toast"), function (t) {
+      return !t._refdeskLeaving;
+    });
+    for (var i = 0; i < shown.length - MAX_TOASTS; i++) dismiss(shown[i]);
   }
 
   function toast(text, level) {
@@ -424,6 +438,7 @@
     el.appendChild(body);
     region.appendChild(el);
     initToast(el);
+    keepNewestToasts();
   }
 
   /* ------------------------------------------------------------- dialogs */

@@ -320,3 +320,17 @@ def test_at_800_px_every_action_is_within_reach(live_server, page: Page, orders)
     save = group(page, orders, "5001").get_by_role("button", name="Save")
     expect(save).to_be_visible()
     assert_inside(group(page, orders, "5001").locator("input:visible, button:visible"))
+
+
+def test_at_most_two_toasts_are_shown_the_oldest_go_first(live_server, page: Page, orders):
+    log_in(page, live_server, "anna", orders_url(orders))
+    for n in range(3):
+        page.get_by_role("button", name="+ Add reference").click()
+        form = page.get_by_role("region", name="Add order reference")
+        form.get_by_label("Shopify id", exact=True).fill(f"80{n}")
+        form.get_by_label("Fortnox id", exact=True).fill(f"INV-80{n}")
+        form.get_by_role("button", name="Add reference").click()
+        expect(page.locator(".toast").get_by_text(f"Linked 80{n} to INV-80{n}.")).to_be_visible()
+
+    expect(page.locator(".toast:not(.is-leaving)")).to_have_count(2)
+    expect(page.locator(".toast").get_by_text("Linked 800 to INV-800.")).to_have_count(0)
