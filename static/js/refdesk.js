@@ -138,6 +138,18 @@
 
     if (event.ctrlKey || event.metaKey || event.altKey) return;
 
+    // Enter in a one-line value box (custom data): save, as in a reference's edit row;
+    // Shift+Enter still breaks the line.
+    if (key === "Enter" && !event.shiftKey && target.matches && target.matches("textarea[data-enter-saves]")) {
+      var row = target.closest("tr, [data-edit-scope]");
+      var saveButton = row && row.querySelector('[data-action="save"]');
+      if (saveButton) {
+        event.preventDefault();
+        saveButton.click();
+      }
+      return;
+    }
+
     // Enter in an input of an inline-edit row that has no <form>: click the row's save.
     if (key === "Enter" && target.tagName === "INPUT" && !target.form) {
       var scope = target.closest("tr, [data-edit-scope]");

@@ -107,6 +107,21 @@ def test_escape_cancels_an_inline_edit(live_server, page: Page, world, record):
     expect(page.locator("#custom-data tr", has_text="note").locator("pre")).to_have_text("hi")
 
 
+def test_enter_saves_an_inline_custom_data_edit(live_server, page: Page, world, record):
+    set_custom_data(record, [CustomDataInput("x-support", "note", "string", "hi")], world.actor)
+    log_in(page, live_server, "anna", f"/t/acme/records/{record.local_id}/")
+
+    page.locator("#custom-data tr", has_text="note").get_by_role("link", name="Edit").click()
+    page.get_by_label("Value of").fill("saved with Enter")
+    page.keyboard.press("Enter")
+
+    expect(page.locator("#custom-data tr.editing")).to_have_count(0)
+    expect(page.locator("#custom-data tr", has_text="note").locator("pre")).to_have_text(
+        "saved with Enter"
+    )
+    assert CustomData.objects.get(record=record).value == "saved with Enter"
+
+
 def test_keys_pressed_before_a_swap_settles_still_go_through_htmx(
     live_server, page: Page, world, record
 ):
