@@ -51,3 +51,9 @@ def test_every_page_names_its_icon_and_the_old_address_leads_to_it(client, db):
     page = client.get("/login/").content.decode()
     assert 'rel="icon" href="/static/favicon.svg"' in page
     assert client.get("/favicon.ico")["Location"] == "/static/favicon.svg"
+
+
+def test_pages_are_sent_compressed(support_client, world):
+    url = f"/t/acme/integrations/{world.integration.pk}/references/orders/"
+    response = support_client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert response["Content-Encoding"] == "gzip"
