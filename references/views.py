@@ -611,11 +611,21 @@ class HistoryView(ReferencesMixin, View):
         for entry in entries:
             entry.before_text = describe(entry.before)
             entry.after_text = describe(entry.after)
+            url = self.url("revert", local_id=record.local_id, entry_id=entry.pk)
             entry.revert_url = (
-                self.url("revert", local_id=record.local_id, entry_id=entry.pk)
-                if revertable(entry, current, self.integration)
-                else ""
+                url if revertable(entry, entry.after, current, self.integration) else ""
             )
+            entry.revert_before_url = ""
+        # The values before the oldest change shown are known too (a reference a sync made has
+        # no "Added" entry): offer them, unless a later entry already offers the same values.
+        if entries:
+            oldest = entries[-1]
+            offered = [entry.after for entry in entries if entry.revert_url]
+            if revertable(oldest, oldest.before, current, self.integration) and not any(
+                same_reference(oldest.before, values) for values in offered
+            ):
+                url = self.url("revert", local_id=record.local_id, entry_id=oldest.pk)
+                oldest.revert_before_url = f"{url}?to=before"
         template = (
             "references/partials/row_history.html"
             if self.request.htmx
@@ -645,11 +655,11 @@ class RevertView(HistoryView):
         record = self.get_record()
         entry = self.get_object_or_404(AuditEntry, pk=self.kwargs["entry_id"], record=record)
         current = services.reference_snapshot(self.integration, record)
-        if not revertable(entry, current, self.integration):
+        after = entry.before if request.GET.get("to") == "before" else entry.after
+        if not revertable(entry, after, current, self.integration):
             return self.render_history(
                 record, status=409, error="These values can no longer be restored from here."
             )
-        after = entry.after
         try:
             record = services.edit_reference(
                 self.integration,
@@ -693,15 +703,21 @@ def describe(snapshot) -> str:
     return ", ".join(f"{key} {value}" for key, value in snapshot.items())
 
 
-def revertable(entry: AuditEntry, current: dict, integration) -> bool:
-    """A past full reference of this integration that differs from the current values."""
-    after = entry.after
-    if entry.integration_id not in (None, integration.pk) or not isinstance(after, dict):
+REFERENCE_KEYS = ("source_id", "source_ref", "target_id", "target_ref")
+
+
+def same_reference(one: dict, other: dict) -> bool:
+    return all((one.get(key) or "") == (other.get(key) or "") for key in REFERENCE_KEYS)
+
+
+def revertable(entry: AuditEntry, values, current: dict, integration) -> bool:
+    """`values` (an entry's before or after) is a full past reference of this integration
+    that differs from the current one."""
+    if entry.integration_id not in (None, integration.pk) or not isinstance(values, dict):
         return False
-    if not after.get("source_id") or not after.get("target_id"):
+    if not values.get("source_id") or not values.get("target_id"):
         return False
-    keys = ("source_id", "source_ref", "target_id", "target_ref")
-    return any((after.get(key) or "") != (current.get(key) or "") for key in keys)
+    return not same_reference(values, current)
 
 
 class RestoreBatchView(TenantMixin, View):

@@ -820,3 +820,27 @@ def test_url_parameters_that_cannot_be_used_are_named_with_what_is_shown_instead
     assert "per_page=100000 is not one of 25, 50, 100: showing 50." in page
     assert "5001" in page
     assert "is not valid" not in support_client.get(url).content.decode()
+
+
+def test_a_reference_a_sync_made_can_be_reverted_to_before_its_first_edit(admin_client, world):
+    from records.models import AuditEntry
+    from references.services import ReferenceInput, edit_reference
+
+    record = make_reference(world.integration, source_id="5001", target_id="INV-1")
+    record = edit_reference(
+        world.integration, record, ReferenceInput("5001", "INV-2"), world.actor, version=1
+    )
+    base = f"/t/acme/integrations/{world.integration.pk}/references/orders/{record.local_id}/"
+    history = admin_client.get(base + "history/", headers={"HX-Request": "true"}).content.decode()
+    entry = AuditEntry.objects.get(record=record, action="edit")
+    assert f"history/{entry.pk}/revert/?to=before" in history
+
+    admin_client.post(
+        base + f"history/{entry.pk}/revert/?to=before",
+        {"version": record.version},
+        headers={"HX-Request": "true"},
+    )
+
+    target = record.remote_ids.get(connection=world.erp)
+    assert target.remote_id == "INV-1"
+    assert AuditEntry.objects.filter(record=record, action="revert").exists()
