@@ -34,7 +34,7 @@ from django.utils.dateparse import parse_datetime
 
 from integrations.models import Connection, Integration
 
-from .audit import Actor, audit_entry, mark_changed
+from .audit import Actor, audit_entry, mark_changed, write_audit
 from .errors import Conflict, DomainError, InvalidValue, StaleEdit
 from .models import AuditEntry, Batch, BatchChange, CustomData, Record, RemoteId, writing
 from .validation import clean_remote_id, clean_remote_ref
@@ -743,20 +743,21 @@ class ChangeSet(ChangeSetBase):
     def _audit(self, plan: Plan, accepted, batch, record_ids, now) -> None:
         connection = self.target
         if not self.audit_each:
-            AuditEntry.objects.create(
-                **_audit_fields(
-                    self,
-                    self.audit_action,
-                    batch=batch,
-                    connection=connection,
-                    after={k: v for k, v in plan.counts.items() if k != REMOVED},
-                    summary=f"{batch.description}: "
-                    + ", ".join(
-                        f"{plan.counts[outcome]} {outcome}"
-                        for outcome in (NEW, CHANGED, UNCHANGED, REJECTED)
-                    ),
-                    created_at=now,
-                )
+            write_audit(
+                self.tenant,
+                self.actor,
+                self.audit_action,
+                record_type=self.record_type,
+                integration=self.integration,
+                batch=batch,
+                connection=connection,
+                after={k: v for k, v in plan.counts.items() if k != REMOVED},
+                summary=f"{batch.description}: "
+                + ", ".join(
+                    f"{plan.counts[outcome]} {outcome}"
+                    for outcome in (NEW, CHANGED, UNCHANGED, REJECTED)
+                ),
+                at=now,
             )
             return
         records = Record.objects.for_tenant(self.tenant).defer("data").in_bulk(record_ids)
@@ -855,17 +856,6 @@ def describe_edit(before: dict, after: dict) -> str:
             if (before.get(key) or None) != (after.get(key) or None):
                 parts.append(f"{side} {name} {before.get(key) or '-'} → {after.get(key) or '-'}")
     return "Changed " + ", ".join(parts) if parts else "No change"
-
-
-def _audit_fields(change_set, action, **fields) -> dict:
-    return {
-        "tenant": change_set.tenant,
-        "actor": str(change_set.actor),
-        "action": action,
-        "record_type": change_set.record_type,
-        "integration": change_set.integration,
-        **{k: (v[:500] if k == "summary" else v) for k, v in fields.items()},
-    }
 
 
 # --- reading helpers ----------------------------------------------------------------------------
@@ -1273,17 +1263,18 @@ class DeleteAll(ChangeSetBase):
             f"{integration.source.name} → {integration.target.name}"
         )
         batch.save(update_fields=["row_count", "description"])
-        AuditEntry.objects.create(
-            **_audit_fields(
-                self,
-                AuditEntry.Action.DELETE_ALL,
-                connection=integration.target,
-                batch=batch,
-                before={"count": count},
-                after={"count": 0},
-                summary=batch.description,
-                created_at=now,
-            )
+        write_audit(
+            tenant,
+            self.actor,
+            AuditEntry.Action.DELETE_ALL,
+            record_type=record_type,
+            integration=integration,
+            connection=integration.target,
+            batch=batch,
+            before={"count": count},
+            after={"count": 0},
+            summary=batch.description,
+            at=now,
         )
         plan.counts[REMOVED] = count
         progress("Done", count, count)
@@ -1322,6 +1313,19 @@ class Restore(ChangeSetBase):
         super().lock()
         self.batch = Batch.objects.for_tenant(self.tenant).select_for_update().get(pk=self.batch.pk)
 
+    def _still_added(self):
+        """The remote-id rows this batch added that are still there, unchanged."""
+        added = self._changes(BatchChange.Change.ADDED)
+        return RemoteId.objects.for_tenant(self.tenant).filter(
+            Exists(
+                added.filter(
+                    record_id=OuterRef("record_id"),
+                    connection_id=OuterRef("connection_id"),
+                    remote_id=OuterRef("remote_id"),
+                )
+            )
+        )
+
     def _changes(self, change: str):
         return BatchChange.objects.for_tenant(self.tenant).filter(batch=self.batch, change=change)
 
@@ -1336,17 +1340,8 @@ class Restore(ChangeSetBase):
             )
             return result
         removed = self._changes(BatchChange.Change.REMOVED)
-        added = self._changes(BatchChange.Change.ADDED)
         # Rows the batch added are taken away first, so their ids do not block the put-back.
-        still_added = RemoteId.objects.for_tenant(tenant).filter(
-            Exists(
-                added.filter(
-                    record_id=OuterRef("record_id"),
-                    connection_id=OuterRef("connection_id"),
-                    remote_id=OuterRef("remote_id"),
-                )
-            )
-        )
+        still_added = self._still_added()
         id_taken = RemoteId.objects.for_tenant(tenant).filter(
             connection_id=OuterRef("connection_id"),
             record_type=OuterRef("record_type"),
@@ -1390,20 +1385,7 @@ class Restore(ChangeSetBase):
         batch, tenant = self.batch, self.tenant
         total = plan.counts[NEW] + plan.counts[REMOVED]
         removed = self._changes(BatchChange.Change.REMOVED)
-        added = self._changes(BatchChange.Change.ADDED)
-        taken_away = (
-            RemoteId.objects.for_tenant(tenant)
-            .filter(
-                Exists(
-                    added.filter(
-                        record_id=OuterRef("record_id"),
-                        connection_id=OuterRef("connection_id"),
-                        remote_id=OuterRef("remote_id"),
-                    )
-                )
-            )
-            .delete()[0]
-        )
+        taken_away = self._still_added().delete()[0]
         progress("Putting the references back", taken_away, total)
         # Records the batch removed (merged duplicates) come back first, with their local ids.
         _put_back_records(tenant, batch.details.get("removed_records") or [])
@@ -1431,18 +1413,18 @@ class Restore(ChangeSetBase):
         batch.save(update_fields=["restored_at", "restored_by"])
         single = batch.row_count == 1 and batch.kind == Batch.Kind.DELETE
         record = removed.first().record if single and put_back else None
-        AuditEntry.objects.create(
-            **_audit_fields(
-                self,
-                AuditEntry.Action.RESTORE,
-                record=record,
-                local_id=record.local_id if record else "",
-                batch=batch,
-                before={"count": taken_away} if taken_away else None,
-                after={"count": put_back},
-                summary=f"Restored: {batch.description}",
-                created_at=now,
-            )
+        write_audit(
+            tenant,
+            self.actor,
+            AuditEntry.Action.RESTORE,
+            record=record,
+            record_type=batch.record_type,
+            integration=self.integration,
+            batch=batch,
+            before={"count": taken_away} if taken_away else None,
+            after={"count": put_back},
+            summary=f"Restored: {batch.description}",
+            at=now,
         )
         plan.counts[NEW], plan.counts[REMOVED] = put_back, taken_away
         progress("Done", total, total)
