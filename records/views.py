@@ -37,8 +37,8 @@ def _positive_int(value, default: int) -> int:
     return number if number > 0 else default
 
 
-def references_url(tenant_slug: str, integration, record_type: str, remote_id: str) -> str:
-    """The References page of one integration, searching for `remote_id` ("" if none)."""
+def references_url(tenant_slug: str, integration, record_type: str, remote_id: str = "") -> str:
+    """The References page of one integration, searching for `remote_id` if given."""
     slug = ENTITY_SLUGS.get(record_type)
     if slug is None:
         return ""
@@ -46,7 +46,7 @@ def references_url(tenant_slug: str, integration, record_type: str, remote_id: s
         "references:list",
         kwargs={"tenant_slug": tenant_slug, "integration_id": integration.pk, "entity": slug},
     )
-    return f"{url}?{urlencode({'q': remote_id})}"
+    return f"{url}?{urlencode({'q': remote_id})}" if remote_id else url
 
 
 class HtmxPartialMixin:
@@ -430,10 +430,10 @@ class JobDetailView(TenantMixin, View):
                 response["HX-Refresh"] = "true"
         else:
             references = (
-                references_url(request.tenant.slug, job.integration, job.record_type, "")
+                references_url(request.tenant.slug, job.integration, job.record_type)
                 if job.integration
                 else ""
             )
-            context = {"job": job, "references_url": references.removesuffix("?q=")}
+            context = {"job": job, "references_url": references}
             response = render(request, "records/job_detail.html", context)
         return response
