@@ -36,6 +36,12 @@ class ReferenceForm(forms.Form):
         ]
         return f" Saved as {', '.join(trimmed)} (spaces removed)." if trimmed else ""
 
+    @property
+    def focus_field(self) -> str:
+        """The field the cursor starts in: the first one with an error, else the source id, so
+        that after a refusal the user types straight into what needs fixing."""
+        return next((name for name in self.fields if name in self.errors), "source_id")
+
     def add_domain_error(self, error: DomainError) -> None:
         """Show a service's refusal next to the field it names (or above the form)."""
         field = error.field if error.field in self.fields else None

@@ -159,6 +159,8 @@ def test_add_shows_the_conflict_then_adds_the_row_on_top(live_server, page: Page
         "href", re.compile(r"^/t/acme/records/[0-9a-f]{32}/$")
     )
     assert not RemoteId.objects.filter(remote_id="7001").exists()
+    # The cursor lands in the field to fix (not back in the first one).
+    expect(form.get_by_label("Fortnox id", exact=True)).to_be_focused()
 
     form.get_by_label("Fortnox id", exact=True).fill("INV-7")
     form.get_by_role("button", name="Add reference").click()
