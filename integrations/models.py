@@ -23,6 +23,17 @@ class EntityType(models.TextChoices):
     STOCK = "stock", "Stock"
 
 
+# What says two records are the same thing (references.health, suggested links): the remote
+# ref, or a field of the record's data. Each integration may choose its own per entity type.
+REMOTE_REF = "remote_ref"
+DEFAULT_MATCH_KEYS = {
+    EntityType.ARTICLE: "sku",
+    EntityType.CUSTOMER: "email",
+    EntityType.ORDER: "orderNumber",
+    EntityType.STOCK: "sku",
+}
+
+
 class Reseller(models.Model):
     name = models.CharField(max_length=200, unique=True)
     staff = models.ManyToManyField(
@@ -157,6 +168,13 @@ class Integration(models.Model):
     entity_types = models.JSONField(
         default=list, blank=True, help_text="Record types this integration syncs."
     )
+    match_keys = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Per entity type, what makes two records the same: "remote_ref" or a data '
+        'field such as "sku". Defaults: sku for articles and stock, email for customers, '
+        "orderNumber for orders.",
+    )
 
     objects = TenantQuerySet.as_manager()
 
@@ -199,6 +217,12 @@ class Integration(models.Model):
             errors["entity_types"] = f"Unknown entity types: {', '.join(sorted(unknown))}."
         if errors:
             raise ValidationError(errors)
+
+    def match_key(self, record_type: str) -> str:
+        """The remote ref or the data field that says two records of a type are the same."""
+        return (self.match_keys or {}).get(record_type) or DEFAULT_MATCH_KEYS.get(
+            record_type, REMOTE_REF
+        )
 
     @property
     def synced_entity_types(self) -> list[str]:

@@ -4,8 +4,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.generic import TemplateView
 
+from references.health import entity_health
 from references.selectors import capped_count
-from references.services import linked_target_rows, unlinked_source_rows
+from references.services import linked_target_rows
 
 from . import apikeys
 from .forms import LoginForm
@@ -67,6 +68,14 @@ class TenantHomeView(TenantMixin, TemplateView):
                         "entity": slug,
                     },
                 )
+                health_url = reverse(
+                    "references:health",
+                    kwargs={
+                        "tenant_slug": self.tenant.slug,
+                        "integration_id": integration.pk,
+                        "entity": slug,
+                    },
+                )
                 entities.append(
                     {
                         "entity": slug,
@@ -74,11 +83,21 @@ class TenantHomeView(TenantMixin, TemplateView):
                         # Capped like the References tabs: a home page must not count a
                         # million rows per entity type on every visit.
                         "references": capped_count(linked_target_rows(integration, record_type)),
-                        "unlinked": capped_count(unlinked_source_rows(integration, record_type)),
+                        "health": entity_health(integration, record_type),
                         "url": url,
+                        "health_url": health_url,
                     }
                 )
-            rows.append({"integration": integration, "entities": entities})
+            rows.append(
+                {
+                    "integration": integration,
+                    "entities": entities,
+                    "health_url": reverse(
+                        "references:health-overview",
+                        kwargs={"tenant_slug": self.tenant.slug, "integration_id": integration.pk},
+                    ),
+                }
+            )
         return super().get_context_data(
             tenant=self.tenant, integrations=integrations, rows=rows, **kwargs
         )

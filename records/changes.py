@@ -36,7 +36,16 @@ from integrations.models import Connection, Integration
 
 from .audit import Actor, audit_entry, mark_changed, write_audit
 from .errors import Conflict, DomainError, InvalidValue, StaleEdit
-from .models import AuditEntry, Batch, BatchChange, CustomData, Record, RemoteId, writing
+from .models import (
+    AuditEntry,
+    Batch,
+    BatchChange,
+    CustomData,
+    Record,
+    RemoteId,
+    RemoteIdFingerprint,
+    writing,
+)
 from .validation import clean_remote_id, clean_remote_ref
 
 # Outcomes of a planned change.
@@ -79,7 +88,8 @@ class Change:
     target_id: str = ""
     target_ref: str = ""
     connection_id: int | None = None  # SET_ID: whose id
-    remote_id: str | None = None  # SET_ID: None removes it
+    # SET_ID: None removes it. MERGE: the duplicate's id when it is not the one kept.
+    remote_id: str | None = None
     remote_ref: str = ""
     duplicate_id: int | None = None  # MERGE: the record that is retired
     version: int | None = None  # the record's version the change was made on
@@ -424,7 +434,15 @@ class ChangeSet(ChangeSetBase):
             return
         if change.action == Action.MERGE:
             duplicate_row = current.get((change.duplicate_id, target))
-            if line.outcome != REJECTED and here_target is not None:
+            # The duplicate's id as the person saw it: the one moved over, or (keeping the
+            # survivor's own target id) the one that goes away with the duplicate.
+            duplicate_id = change.remote_id or line.target_id
+            keeps_own = here_target is not None and here_target.remote_id == line.target_id
+            if (
+                line.outcome != REJECTED
+                and here_target is not None
+                and not (keeps_own or self.relink)
+            ):
                 line.reject(
                     Conflict(
                         f"Source {here_source.remote_id if here_source else ''} is already "
@@ -434,7 +452,7 @@ class ChangeSet(ChangeSetBase):
                     )
                 )
             elif line.outcome != REJECTED and (
-                duplicate_row is None or duplicate_row.remote_id != line.target_id
+                duplicate_row is None or duplicate_row.remote_id != duplicate_id
             ):
                 line.reject(DomainError("This suggestion no longer applies: the records changed."))
             line.writes = [
@@ -710,6 +728,8 @@ class ChangeSet(ChangeSetBase):
                 if value is not None:
                     added.append((record_of.get(key, key), connection_id, *value))
         _write_rows(tenant, self.record_type, batch, removed, added)
+        if added:
+            remember_remote_ids(tenant, batch, actor, at=now)
         progress("Writing references", total, total)
         snapshots = [
             retire_duplicate(tenant, line.change.duplicate_id, survivor_id=line.record_key)
@@ -1142,6 +1162,51 @@ def retire_duplicate(tenant, duplicate_id: int, *, survivor_id: int) -> dict:
     }
     duplicate.delete()
     return snapshot
+
+
+def remember_remote_ids(tenant, batch: Batch, actor: Actor, *, at) -> None:
+    """Keep each remote id's fingerprint (RemoteIdFingerprint) for the ids a batch added.
+
+    One statement for any size, from the batch's "added" rows. A person vouches for what they
+    write: their change sets the fingerprint anew. A sync does not: the fingerprint stays as
+    first seen, and a write that puts the id on another record, or changes the ref it had, marks
+    it reused (the remote system gave the id to something else after a wipe).
+    """
+    fingerprints = _table(RemoteIdFingerprint)
+    changed = (
+        f"({fingerprints}.record_id <> excluded.record_id OR ({fingerprints}.remote_ref <> '' "
+        f"AND {fingerprints}.remote_ref <> excluded.remote_ref))"
+    )
+    if actor.kind == "user":
+        on_conflict = (
+            "record_id = excluded.record_id, local_id = excluded.local_id, "
+            "remote_ref = excluded.remote_ref, first_seen = excluded.first_seen, "
+            "reused_at = NULL, reused_by = ''"
+        )
+        params = []
+    else:
+        newly = f"{fingerprints}.reused_at IS NULL AND {changed}"
+        on_conflict = (
+            f"reused_at = CASE WHEN {newly} THEN excluded.first_seen "
+            f"ELSE {fingerprints}.reused_at END, "
+            f"reused_by = CASE WHEN {newly} THEN %s ELSE {fingerprints}.reused_by END, "
+            f"remote_ref = CASE WHEN {fingerprints}.remote_ref = '' THEN excluded.remote_ref "
+            f"ELSE {fingerprints}.remote_ref END"
+        )
+        params = [str(actor)]
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {fingerprints} (tenant_id, connection_id, record_type, "  # noqa: S608
+            "remote_id, record_id, local_id, remote_ref, first_seen, reused_by, "
+            "acknowledged_by) "
+            "SELECT bc.tenant_id, bc.connection_id, bc.record_type, bc.remote_id, "
+            "bc.record_id, rec.local_id, bc.remote_ref, %s, '', '' "
+            f"FROM {_table(BatchChange)} bc JOIN {_table(Record)} rec ON rec.id = bc.record_id "
+            "WHERE bc.tenant_id = %s AND bc.batch_id = %s AND bc.change = %s "
+            "ON CONFLICT (tenant_id, connection_id, record_type, remote_id) "
+            f"DO UPDATE SET {on_conflict}",
+            [at, tenant.pk, batch.pk, BatchChange.Change.ADDED, *params],
+        )
 
 
 def _put_back_records(tenant, snapshots: list[dict]) -> None:

@@ -176,6 +176,57 @@ class RemoteId(EngineWrittenModel):
         return self.remote_id
 
 
+class RemoteIdFingerprint(models.Model):
+    """What a remote id was when first seen: on which record, with which ref, since when.
+
+    Written by records.changes with every remote id it writes. A person's change (a user
+    actor) sets it anew; a sync's (a connection or system actor) keeps it, and when that write
+    puts the id on another record, or changes a ref it had to another value, `reused_at` is
+    set: the remote system probably reused the id after a wipe (references.health).
+    """
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, db_index=False)
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    record_type = models.CharField(max_length=40)
+    remote_id = models.CharField(max_length=255)
+    # The record it was first seen on; no database key (a merged record may be deleted, and
+    # the local id below still names it).
+    record = models.ForeignKey(
+        Record, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
+    local_id = models.CharField(max_length=32)
+    remote_ref = models.CharField(max_length=255, blank=True, default="")
+    first_seen = models.DateTimeField(default=timezone.now)
+    # Set when a sync moved the id to another record or changed its ref; cleared by a
+    # person's change or by acknowledging it.
+    reused_at = models.DateTimeField(null=True, blank=True)
+    reused_by = models.CharField(max_length=300, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=300, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "connection", "record_type", "remote_id"],
+                name="fingerprint_unique_remote_id",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["tenant", "record_type", "reused_at"],
+                name="fingerprint_reused_idx",
+                condition=Q(reused_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.remote_id} first seen on {self.local_id}"
+
+
 class CustomData(models.Model):
     class Type(models.TextChoices):
         STRING = "string", "string"
@@ -257,6 +308,10 @@ class Batch(EngineWrittenModel):
         LINK_SUGGESTIONS = "link_suggestions", "Accept suggested links"
         API = "api", "API write"
         SYNC = "sync", "Sync"
+        RELINK = "relink", "Put back lost links"
+        DUPLICATES = "duplicates", "Merge duplicates"
+        UNLINK_REUSED = "unlink_reused", "Unlink reused ids"
+        RECONCILE = "reconcile", "Reconcile"
 
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -348,6 +403,10 @@ class AuditEntry(models.Model):
         RESTORE = "restore", "Restored"
         REVERT = "revert", "Reverted reference"
         LINK = "link", "Linked suggested record"
+        RELINK = "relink", "Put back lost link"
+        MERGE = "merge", "Merged duplicate"
+        ACKNOWLEDGE = "acknowledge", "Acknowledged reused id"
+        RECONCILE = "reconcile", "Reconciled with a remote export"
         RECORD_CREATE = "record_create", "Created record"
         RECORD_UPDATE = "record_update", "Updated record"
         REMOTE_ID_SET = "remote_id_set", "Set remote id"

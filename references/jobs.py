@@ -1,12 +1,14 @@
-"""Job kinds of the References pages (records.jobs runs them): a large CSV import."""
+"""Job kinds of the References pages (records.jobs runs them): a large CSV import, and the
+comparison and fix of a large reconcile export."""
 
+from records import changes
 from records.audit import Actor
 from records.errors import DomainError
 from records.jobs import job_kind
 from records.models import Job
 
-from . import imports
-from .models import ImportUpload
+from . import health, imports, reconcile
+from .models import ImportUpload, ReconcileUpload
 
 
 @job_kind("import")
@@ -26,3 +28,48 @@ def apply_import_job(job: Job, progress):
         progress=progress,
     )
     return result.batch, {key: value for key, value in result.counts.items() if value}
+
+
+@job_kind("reconcile_compare")
+def compare_export_job(job: Job, progress):
+    upload = _reconcile_upload(job)
+    return None, reconcile.compare(upload, progress)
+
+
+@job_kind("reconcile_apply")
+def apply_reconcile_job(job: Job, progress):
+    upload = _reconcile_upload(job)
+    applied = changes.apply(
+        reconcile.fix_change_set(upload, Actor.parse(job.actor)), progress=progress
+    )
+    if applied.batch is not None:
+        ReconcileUpload.objects.filter(pk=upload.pk).update(batch=applied.batch)
+    return applied.batch, reconcile.fix_counts(applied.plan)
+
+
+def _reconcile_upload(job: Job) -> ReconcileUpload:
+    upload = (
+        ReconcileUpload.objects.for_tenant(job.tenant)
+        .select_related("integration__source", "integration__target", "tenant")
+        .filter(pk=job.params["upload_id"])
+        .first()
+    )
+    if upload is None:
+        raise DomainError("The export is gone (reports are kept for a day). Upload it again.")
+    return upload
+
+
+@job_kind("health_fix")
+def apply_health_fix_job(job: Job, progress):
+    finding, action = job.params["finding"], job.params["action"]
+    rows = health.finding_rows(job.integration, job.record_type, finding)
+    if job.params.get("rows") is not None:  # None: every row of the finding
+        rows = rows.filter(pk__in=job.params["rows"])
+    rows = list(rows)
+    if not rows:
+        raise DomainError("These rows no longer need this fix. Nothing was changed.")
+    change_set = health.fix_change_set(
+        job.integration, job.record_type, finding, action, rows, Actor.parse(job.actor)
+    )
+    applied = health.apply_fix(job.integration, finding, change_set, rows, progress)
+    return applied.batch, {key: value for key, value in applied.counts.items() if value}

@@ -54,3 +54,79 @@ class ImportUpload(models.Model):
 
     def __str__(self) -> str:
         return self.filename or self.token
+
+
+class ReconcileUpload(models.Model):
+    """A remote system's export (its ids, optionally refs), compared with refdesk's links.
+
+    The file is read once into ReconcileLine rows, classified there, and kept only as long as
+    its report (deleted with it; reports expire after a day like import uploads).
+    """
+
+    class Side(models.TextChoices):
+        SOURCE = "source", "Source"
+        TARGET = "target", "Target"
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    integration = models.ForeignKey("integrations.Integration", on_delete=models.CASCADE)
+    record_type = models.CharField(max_length=40)
+    side = models.CharField(max_length=10, choices=Side.choices, default=Side.TARGET)
+    token = models.CharField(max_length=40, unique=True, default=new_upload_token, editable=False)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    created_at = models.DateTimeField(default=timezone.now)
+    filename = models.CharField(max_length=255, blank=True)
+    size = models.PositiveIntegerField(default=0)
+    text = models.TextField(blank=True, help_text="The file until it is compared, then empty.")
+    line_count = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True, help_text="Lines per class.")
+    compared_at = models.DateTimeField(null=True, blank=True)
+    job = models.ForeignKey(
+        "records.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    batch = models.ForeignKey(
+        "records.Batch",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The batch that applied the fix, once applied.",
+    )
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="reconcile_recent_idx")]
+
+    def __str__(self) -> str:
+        return self.filename or self.token
+
+
+class ReconcileLine(models.Model):
+    """One finding of a reconcile report: a line of the file, or a link the file lacks."""
+
+    class Kind(models.TextChoices):
+        STALE = "stale", "Linked, but gone remotely"
+        MATCHED = "matched", "Unknown here, matches an unlinked record"
+        UNKNOWN = "unknown", "Unknown here"
+        REF_DIFFERS = "ref_differs", "Ref differs"
+        TWICE = "twice", "Twice in the file"
+        OK = "ok", "Agrees"
+
+    upload = models.ForeignKey(ReconcileUpload, on_delete=models.CASCADE, related_name="lines")
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.OK)
+    line = models.PositiveIntegerField(help_text="Line of the file; 0 for a link it lacks.")
+    remote_id = models.CharField(max_length=255)
+    file_ref = models.CharField(max_length=255, blank=True)
+    known_ref = models.CharField(max_length=255, blank=True)
+    # The record holding the id here (stale, ref differs), or the unlinked one it matches.
+    record_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["upload", "kind", "line", "id"], name="reconcileline_kind_idx"),
+            models.Index(fields=["upload", "remote_id"], name="reconcileline_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.remote_id}"

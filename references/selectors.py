@@ -23,9 +23,16 @@ from django.db import OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 
-from records.models import RemoteId
+from records.models import BatchChange, RemoteId
 
-LINKED_CHOICES = (("all", "All"), ("linked", "Linked"), ("unlinked", "Unlinked"))
+LINKED_CHOICES = (
+    ("all", "All"),
+    ("linked", "Linked"),
+    ("unlinked", "Unlinked"),
+    # Unlinked, split by their history (references.health): linked before, or never.
+    ("lost", "Lost"),
+    ("never", "Never linked"),
+)
 # sort value -> ORDER BY; every ordering ends with a unique tie-breaker (one source row per
 # record), so pages never skip or repeat rows.
 # The modified sorts break ties on the record's local id so that the whole ORDER BY is
@@ -80,11 +87,29 @@ def base_reference_rows(integration, record_type: str):
     )
 
 
+def removed_target_rows(integration):
+    """Target rows taken away by a change that was not undone: what lost a link."""
+    return BatchChange.objects.for_tenant(integration.tenant).filter(
+        change=BatchChange.Change.REMOVED,
+        connection=integration.target,
+        batch__restored_at__isnull=True,
+    )
+
+
+def is_lost(integration):
+    """A condition on source rows: their record had a target id that a change removed."""
+    return Exists(removed_target_rows(integration).filter(record_id=OuterRef("record_id")))
+
+
 def filter_linked(rows, integration, linked: str):
     if linked == "linked":
         return rows.filter(Exists(_target_rows(integration)))
-    if linked == "unlinked":
-        return rows.filter(~Exists(_target_rows(integration)))
+    if linked in ("unlinked", "lost", "never"):
+        rows = rows.filter(~Exists(_target_rows(integration)))
+    if linked == "lost":
+        return rows.filter(is_lost(integration))
+    if linked == "never":
+        return rows.exclude(is_lost(integration))
     return rows
 
 

@@ -2,12 +2,14 @@ from django.urls import path, re_path
 
 from . import views
 from . import views_backfill as backfill
+from . import views_health as health
 
 app_name = "references"
 
 ENTITY = r"(?P<entity>articles|customers|orders|stock)"
 BASE = r"^integrations/(?P<integration_id>[0-9]+)/references/" + ENTITY + "/"
 RECORD = BASE + r"(?P<local_id>[0-9a-f]{32})/"
+HEALTH = r"^integrations/(?P<integration_id>[0-9]+)/health/"
 
 urlpatterns = [
     re_path(BASE + r"$", views.ReferenceListView.as_view(), name="list"),
@@ -32,6 +34,24 @@ urlpatterns = [
         BASE + r"suggestions/accept/$",
         backfill.SuggestionsAcceptView.as_view(),
         name="suggestions-accept",
+    ),
+    # Health: why records get duplicated, and the fixes (previewed, undoable).
+    re_path(HEALTH + r"$", health.HealthOverviewView.as_view(), name="health-overview"),
+    re_path(HEALTH + ENTITY + r"/$", health.HealthView.as_view(), name="health"),
+    re_path(HEALTH + ENTITY + r"/fix/$", health.HealthFixView.as_view(), name="health-fix"),
+    re_path(
+        HEALTH + ENTITY + r"/export\.csv$", health.HealthExportView.as_view(), name="health-export"
+    ),
+    re_path(HEALTH + ENTITY + r"/reconcile/$", health.ReconcileView.as_view(), name="reconcile"),
+    re_path(
+        HEALTH + ENTITY + r"/reconcile/fix/$",
+        health.ReconcileFixView.as_view(),
+        name="reconcile-fix",
+    ),
+    re_path(
+        HEALTH + ENTITY + r"/reconcile/sample\.csv$",
+        health.ReconcileSampleView.as_view(),
+        name="reconcile-sample",
     ),
     re_path(
         BASE + r"backfill/(?P<batch_id>[0-9]+)/undo/$",

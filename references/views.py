@@ -30,12 +30,13 @@ from records.models import AuditEntry, Batch, Record
 from records.queries import record_history
 from records.services import Actor
 
-from . import services
+from . import health, services
 from .filters import DEFAULTS, ReferenceFilterSet
 from .forms import DeleteAllForm, EditReferenceForm, ReferenceForm
 from .selectors import (
     DEFAULT_PAGE_SIZE,
     KEYSETS,
+    LINKED_CHOICES,
     PAGE_SIZES,
     Count,
     base_reference_rows,
@@ -220,7 +221,7 @@ class ReferencesMixin(TenantMixin):
             ),
             "linked_links": [
                 (value, label, self.list_url(**{**state, "linked": value}))
-                for value, label in (("all", "All"), ("linked", "Linked"), ("unlinked", "Unlinked"))
+                for value, label in LINKED_CHOICES
             ],
             "banner": self.banner(),
         }
@@ -246,9 +247,15 @@ class ReferencesMixin(TenantMixin):
             before=data.get("before", ""),
         )
         pinned_row = self.row_for(pinned, q=params["q"]) if pinned is not None else None
+        lost = health.losses(
+            self.integration,
+            self.record_type,
+            [row.record_id for row in page.rows if not row.target_remote_id],
+        )
         for row in page.rows:
             row.matched = matched_side(row, params["q"])
             row.urls = self.row_urls(row.record)
+            row.loss = lost.get(row.record_id)
         state = {**params, "per_page": per_page}
         filtered = bool(params["q"] or params["linked"] != "all" or params["modified_after"])
         counts = self.counts_context()
@@ -568,10 +575,16 @@ class DeleteAllView(ReferencesMixin, View):
         return self.render_page(DeleteAllForm(expected=self.entity))
 
     def render_page(self, form, status=200):
+        count = services.count_references(self.integration, self.record_type)
+        unlinked = services.count_unlinked(self.integration, self.record_type)
         context = {
             **self.base_context(),
             "form": form,
-            "count": services.count_references(self.integration, self.record_type),
+            "count": count,
+            # The Health page's forecast, for what this would leave behind.
+            "forecast_after": health.creates_after(
+                self.integration, self.record_type, count + unlinked
+            ),
             "list_url": self.list_url(),
             "delete_all_url": self.url("delete_all"),
         }

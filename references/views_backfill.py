@@ -27,9 +27,9 @@ from records.errors import DomainError
 from records.models import AuditEntry, Batch
 from records.services import Actor
 
-from . import exports, imports, suggestions
+from . import exports, health, imports, suggestions
 from .models import ImportUpload
-from .services import restore_batch, start_restore_job
+from .services import count_unlinked, restore_batch, start_restore_job
 
 RECORD_TYPES = {slug: record_type for record_type, slug in ENTITY_SLUGS.items()}
 SHOWN_ROWS = 200  # rejected rows / changes listed on the preview
@@ -202,6 +202,16 @@ class ImportView(BackfillMixin, TemplateView):
             new_more=max(0, len(new) - 50),
             apply_url=self.url("import-apply"),
             job=upload.job,
+            forecast_after=self.forecast_after(new),
+        )
+
+    def forecast_after(self, new) -> str:
+        """The Health page's forecast for after the import: the unlinked records it links
+        are no longer created by the next sync."""
+        linked_now = sum(1 for row in new if row.source_row is not None and not row.target_row)
+        unlinked = count_unlinked(self.integration, self.record_type)
+        return health.creates_after(
+            self.integration, self.record_type, max(0, unlinked - linked_now)
         )
 
     def applied_context(self, upload):

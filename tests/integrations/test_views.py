@@ -69,8 +69,12 @@ def test_tenant_home_lists_integrations_with_counts(admin_client, world):
     assert response.status_code == 200
     rows = response.context["rows"]
     orders = next(e for e in rows[0]["entities"] if e["entity"] == "orders")
-    assert (orders["references"].value, orders["unlinked"].value) == (1, 1)
-    assert orders["references"].exact and orders["unlinked"].exact
+    health = orders["health"]
+    assert (orders["references"].value, health.unlinked.value) == (1, 1)
+    assert orders["references"].exact and health.unlinked.exact
+    # The dashboard says it and links it: 1 unlinked, never linked, so no "lost".
+    assert "1 unlinked" in " ".join(response.text.split())
+    assert "lost</a>" not in response.text
 
 
 def test_record_page_shows_remote_ids_and_is_404_for_another_tenant(admin_client, world):

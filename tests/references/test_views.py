@@ -237,10 +237,11 @@ class TestList:
 
         for n in range(3):
             make_reference(world.integration, source_id=f"A{n}", target_id=f"B{n}")
+        make_reference(world.integration, source_id="UNLINKED")
         small = queries()
         for n in range(3, 60):
             make_reference(world.integration, source_id=f"A{n}", target_id=f"B{n}")
-        make_reference(world.integration, source_id="UNLINKED")
+        make_reference(world.integration, source_id="UNLINKED-2")
 
         assert queries() == small
 

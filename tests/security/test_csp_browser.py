@@ -45,7 +45,7 @@ def log_in(page: Page, base_url: str, username: str):
 
 
 # Routes that answer with a file download (Content-Disposition: attachment): no page to check.
-DOWNLOADS = {"references:export"}
+DOWNLOADS = {"references:export", "references:health-export", "references:reconcile-sample"}
 
 
 def html_get_routes(values):

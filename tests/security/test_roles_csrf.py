@@ -50,6 +50,14 @@ ROUTE_ROLES = {
     "references:delete": ADMIN,
     "references:delete_all": ADMIN,
     "references:restore": ADMIN,
+    # Health (issue 12): support sees every finding and report; only admins fix or upload.
+    "references:health-overview": READ,
+    "references:health": READ,
+    "references:health-export": READ,
+    "references:health-fix": ADMIN,
+    "references:reconcile": ADMIN,
+    "references:reconcile-fix": ADMIN,
+    "references:reconcile-sample": READ,
 }
 
 WRITE_METHODS = ["post", "put", "patch", "delete"]

@@ -14,7 +14,13 @@ from integrations.models import Connection, Connector, Integration, Membership, 
 from records import changes
 from records.models import AuditEntry, Batch, CustomData, Record, RemoteId
 from records.services import Actor
-from references.services import ReferenceInput, add_reference, edit_reference
+from references.services import (
+    ReferenceInput,
+    add_reference,
+    delete_all_references,
+    delete_reference,
+    edit_reference,
+)
 
 CONNECTORS = [
     ("shopify", "Shopify", Connector.Category.ECOMMERCE, True),
@@ -150,6 +156,7 @@ class Command(BaseCommand):
             self.recent_history(world["main"])
             self.custom_data(world)
             self.suggestion_twins(world["main"])
+            self.health_cases(world)
             self.analyze()
         return created
 
@@ -342,6 +349,76 @@ class Command(BaseCommand):
             )
             ids.append((twin, integration.target, f"{97001 + index}", source_row.remote_ref))
         self.sync_ids(tenant, "order", ids)
+
+    def health_cases(self, world):
+        """A few of each Health finding, so that a first look at the Health pages shows them:
+        links lost to a delete and to a delete-all, a second Fortnox record of a linked
+        article, and Fortnox ids reused after a (simulated) wipe."""
+        main, outlet = world["main"], world["outlet"]
+        tenant = main.tenant
+        anna, erik = Actor("user", "anna"), Actor("user", "erik")
+
+        def linked(integration, record_type, offset, count):
+            return list(
+                Record.objects.for_tenant(tenant)
+                .filter(record_type=record_type, remote_ids__connection=integration.target)
+                .filter(remote_ids__connection=integration.source)
+                .order_by("id")[offset : offset + count]
+            )
+
+        # Lost to a delete: someone removed links by hand.
+        for record in linked(main, "order", 100, 3):
+            delete_reference(main, record, anna)
+        # Lost to a delete-all: the outlet's customers.
+        delete_all_references(outlet, "customer", erik)
+        # Two Fortnox records for one linked article: a sync made a second one, same SKU.
+        twins = []
+        for index, record in enumerate(linked(main, "article", 10, 3)):
+            twin = Record.objects.create(
+                tenant=tenant,
+                record_type="article",
+                data={"sku": record.data.get("sku"), "name": "Copied article"},
+                last_modified_by=str(SYNC_ACTOR),
+                record_source=str(SYNC_ACTOR),
+            )
+            twins.append((twin, main.target, f"A-9{index:04d}", f"{record.data.get('sku')} copy"))
+        self.sync_ids(tenant, "article", twins)
+        # A Fortnox wipe: the ids of two linked orders go, and the sync hands them to two
+        # other orders; a third keeps its id but its ref becomes an unrelated document.
+        wiped = linked(main, "order", 200, 3)
+        held = {
+            row.record_id: row
+            for row in RemoteId.objects.for_tenant(tenant).filter(
+                connection=main.target, record__in=wiped
+            )
+        }
+        self.sync_ids(
+            tenant,
+            "order",
+            [(record, main.target, None, "") for record in wiped[:2]],
+            new=False,
+            description="Synced {written} order ids after the Fortnox reset",
+        )
+        unlinked = list(
+            RemoteId.objects.for_tenant(tenant)
+            .filter(connection=main.source, record_type="order")
+            .exclude(record__remote_ids__connection=main.target)
+            .exclude(record__in=wiped)
+            .select_related("record")
+            .order_by("-id")[:2]
+        )
+        reused = [
+            (row.record, main.target, held[record.pk].remote_id, f"Faktura {5 + index}")
+            for index, (row, record) in enumerate(zip(unlinked, wiped[:2], strict=False))
+        ]
+        reused.append((wiped[2], main.target, held[wiped[2].pk].remote_id, "Faktura 7"))
+        self.sync_ids(
+            tenant,
+            "order",
+            reused,
+            new=False,
+            description="Synced {written} order ids after the Fortnox reset",
+        )
 
     def custom_data(self, world):
         main = world["main"]
