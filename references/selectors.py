@@ -23,7 +23,7 @@ from django.db import OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 
-from records.models import BatchChange, RemoteId
+from records.models import Batch, BatchChange, RemoteId
 
 LINKED_CHOICES = (
     ("all", "All"),
@@ -87,12 +87,21 @@ def base_reference_rows(integration, record_type: str):
     )
 
 
+# Removals that were the point of a fix (the id is gone remotely, or belongs to something
+# else now): what they unlinked is not "lost", and putting it back would undo the fix.
+DELIBERATE_REMOVALS = (Batch.Kind.RECONCILE, Batch.Kind.UNLINK_REUSED)
+
+
 def removed_target_rows(integration):
     """Target rows taken away by a change that was not undone: what lost a link."""
-    return BatchChange.objects.for_tenant(integration.tenant).filter(
-        change=BatchChange.Change.REMOVED,
-        connection=integration.target,
-        batch__restored_at__isnull=True,
+    return (
+        BatchChange.objects.for_tenant(integration.tenant)
+        .filter(
+            change=BatchChange.Change.REMOVED,
+            connection=integration.target,
+            batch__restored_at__isnull=True,
+        )
+        .exclude(batch__kind__in=DELIBERATE_REMOVALS)
     )
 
 

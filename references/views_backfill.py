@@ -92,7 +92,8 @@ class BackfillMixin(TenantMixin, _ResolveIntegration):
         return super().get_context_data(**kwargs)
 
 
-def undo_form(request, batch: Batch, label: str = "Undo") -> str:
+def undo_form(request, batch: Batch, label: str = "Undo", *, next_url: str = "") -> str:
+    """The Undo button of a toast; after undoing it returns to `next_url` (default: here)."""
     url = reverse(
         "references:backfill-undo",
         kwargs={
@@ -109,7 +110,7 @@ def undo_form(request, batch: Batch, label: str = "Undo") -> str:
         '<button type="submit" class="btn btn-small">{}</button></form>',
         url,
         get_token(request),
-        request.get_full_path(),
+        next_url or request.get_full_path(),
         label,
     )
 

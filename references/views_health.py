@@ -311,7 +311,7 @@ class HealthFixView(HealthMixin, TemplateView):
                 f" {rejected:,} could not be fixed: {self.first_reason(applied.plan)}"
                 if rejected
                 else "",
-                undo_form(request, applied.batch),
+                undo_form(request, applied.batch, next_url=self.health_url()),
             ),
         )
         return redirect(self.health_url())
@@ -520,7 +520,11 @@ class ReconcileFixView(HealthMixin, TemplateView):
         upload.save(update_fields=["batch"])
         messages.success(
             request,
-            format_html("{}. {}", applied.batch.description, undo_form(request, applied.batch)),
+            format_html(
+                "{}. {}",
+                applied.batch.description,
+                undo_form(request, applied.batch, next_url=back),
+            ),
         )
         return HttpResponseRedirect(back)
 
