@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from integrations.models import Connection, Connector, Integration, Membership, Reseller, Tenant
-from records.models import Record, RemoteId
+from records.models import Record, RemoteId, RemoteIdFingerprint
 
 TENANT_SLUG = "bench"
 APP_USER = ("bench", "bench-password-1")  # tenant admin of `bench`
@@ -174,9 +174,21 @@ def ensure_data(n: int, log=print) -> World:
             f"SELECT setval(pg_get_serial_sequence('{Record._meta.db_table}', 'id'), "
             f"(SELECT max(id) FROM {Record._meta.db_table}))"
         )
+        # Every remote id's fingerprint (records.models.RemoteIdFingerprint), as the engine
+        # would have written it: first seen on its record, with its ref.
+        fingerprints = RemoteIdFingerprint._meta.db_table
+        cursor.execute(f"TRUNCATE {fingerprints}")
+        cursor.execute(
+            f"INSERT INTO {fingerprints} (tenant_id, connection_id, record_type, remote_id, "
+            "record_id, local_id, remote_ref, first_seen, reused_by, acknowledged_by) "
+            "SELECT r.tenant_id, r.connection_id, r.record_type, r.remote_id, r.record_id, "
+            "rec.local_id, r.remote_ref, rec.created_at, '', '' "
+            f"FROM {RemoteId._meta.db_table} r JOIN {Record._meta.db_table} rec "
+            "ON rec.id = r.record_id"
+        )
         cursor.execute("DELETE FROM bench_marker")
     with connection.cursor() as cursor:
-        for table in BIG_TABLES:
+        for table in [*BIG_TABLES, RemoteIdFingerprint._meta.db_table]:
             cursor.execute(f"VACUUM (ANALYZE) {table}")
         seconds = time.perf_counter() - started
         cursor.execute(

@@ -370,6 +370,7 @@ class Plan:
         self.integration = world.main
         base = f"/t/{tenant.slug}/integrations/{world.main.pk}/references"
         self.list_path = f"{base}/orders/"
+        self.health_path = f"/t/{tenant.slug}/integrations/{world.main.pk}/health/"
         self.tab_path = base
         orders = round(N * 0.35)
         self.page_size = 50
@@ -473,6 +474,25 @@ class Plan:
                 "Record page",
                 "app",
                 lambda i: f"/t/{p.world.tenant.slug}/records/{p.local_ids[i % len(p.local_ids)]}/",
+            ),
+            Op("health_overview", "Health overview", "app", lambda i: p.health_path),
+            Op(
+                "health_lost",
+                "Health: lost links, page 1",
+                "app",
+                lambda i: f"{p.health_path}orders/?finding=lost",
+            ),
+            Op(
+                "health_duplicates",
+                "Health: probable duplicates, page 1",
+                "app",
+                lambda i: f"{p.health_path}orders/?finding=duplicates",
+            ),
+            Op(
+                "health_reused",
+                "Health: reused ids, page 1",
+                "app",
+                lambda i: f"{p.health_path}orders/?finding=reused",
             ),
             Op(
                 "api_by_remote_id",
@@ -748,6 +768,63 @@ def once_import(world, session: Session, rows: int = 100_000) -> list[dict]:
     ]
 
 
+def scan_health(world) -> list[dict]:
+    """What the health_scan job does for every entity type (duplicates and twins), timed:
+    the Health pages of a large integration read its result."""
+    from references import health
+
+    log("health scan: duplicates and twins of every entity type")
+    t0 = time.perf_counter()
+    for record_type in world.main.synced_entity_types:
+        health.scan(world.main, record_type)
+    return [
+        {
+            "key": "health_scan",
+            "label": "Health scan job, all entity types",
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+    ]
+
+
+def once_reconcile(world, session: Session, lines: int = 1_000_000) -> list[dict]:
+    """Reconcile a `lines`-line Fortnox export of orders through the page: every Fortnox order
+    id but the first 1,000 (stale), then unknown ids up to `lines`; compared as a job, timed
+    from the click to the report."""
+    from records.models import RemoteId
+    from references.models import ReconcileUpload
+
+    known = list(
+        RemoteId.objects.for_tenant(world.tenant)
+        .filter(connection=world.main.target, record_type="order")
+        .order_by("pk")
+        .values_list("remote_id", flat=True)
+    )
+    ids = known[1000:lines]
+    ids += [f"NEW-{i:08d}" for i in range(lines - len(ids))]
+    content = ("Id\n" + "\n".join(ids) + "\n").encode()
+    base = f"/t/{world.tenant.slug}/integrations/{world.main.pk}/health/orders/reconcile/"
+    session.request("GET", base)
+    before = last_job_id()
+    t0 = time.perf_counter()
+    status, headers, _ = multipart_post(session, base, "file", "fortnox-orders.csv", content)
+    if status != 302:
+        return [{"key": "reconcile", "label": "Reconcile", "status": f"upload: HTTP {status}"}]
+    job = wait_for_job(before)
+    seconds = time.perf_counter() - t0
+    upload = ReconcileUpload.objects.order_by("-pk").first()
+    return [
+        {
+            "key": "reconcile_compare",
+            "label": f"Reconcile a {lines:,}-line export, click to report",
+            "seconds": round(seconds, 2),
+            "rows": lines,
+            "job_seconds": _job_seconds(job),
+            "status": "ok" if job.state == "done" else job.error,
+            "counts": upload.counts if upload else {},
+        }
+    ]
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -814,12 +891,14 @@ def main() -> None:
     call_command("migrate", verbosity=0, interactive=False)
     call_command("collectstatic", verbosity=0, interactive=False)
     world = ensure_data(N, log)
+    once: list[dict] = []
+    if not ONLY or any(key.startswith("health") for key in ONLY):
+        once += scan_health(world)
     plan = Plan(world)
     ops = plan.ops()
     if ONLY:
         ops = [op for op in ops if op.key in ONLY]
     results: list[Result] = []
-    once: list[dict] = []
     tput: dict = {"status": "skipped"}
     with Server() as server:
         sessions = {
@@ -843,6 +922,9 @@ def main() -> None:
                     vacuum()
                     once += once_delete_all_and_restore(world, sessions["app"], entity)
                     vacuum()
+            if not ONLY or "reconcile" in ONLY:
+                log("reconcile: a 1,000,000-line export, compared as a job")
+                once += once_reconcile(world, sessions["app"])
             if not ONLY or "import" in ONLY:
                 log("import: upload, preview, apply as a job")
                 once += once_import(world, sessions["app"])

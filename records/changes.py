@@ -273,6 +273,8 @@ class ChangeSet(ChangeSetBase):
     audit_each: bool = True
     description: str = ""
     details: dict = field(default_factory=dict)
+    # What to do about an id two lines give different meanings (an import: fix the file).
+    ambiguous_advice: str = "fix the file so it appears once."
     # Records the caller created in this same transaction: already new, so their version
     # stays 1 (an API create with an id is one write, not two).
     new_record_ids: frozenset = frozenset()
@@ -547,15 +549,14 @@ class ChangeSet(ChangeSetBase):
             return "Source", line.source_id
         return "Record", str(key)
 
-    @staticmethod
-    def _mark(ambiguous: dict, lines: list[Planned], label: str, value: str) -> None:
+    def _mark(self, ambiguous: dict, lines: list[Planned], label: str, value: str) -> None:
         numbers = sorted({line.line for line in lines})
         shown = ", ".join(str(number) for number in numbers[:5]) + (
             "..." if len(numbers) > 5 else ""
         )
         message = (
             f"{label} {value} is on more than one line ({shown}) with different ids; "
-            "fix the file so it appears once."
+            f"{self.ambiguous_advice}"
         )
         for line in lines:
             ambiguous.setdefault(id(line), message)

@@ -22,18 +22,21 @@ And the forecast: what the next sync creates, and how many of those the target p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.db import transaction
 from django.db.models import CharField, Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from integrations.models import REMOTE_REF, EntityType
-from records import changes
+from records import changes, jobs
 from records.audit import Actor, write_audit
-from records.models import AuditEntry, Batch, Record, RemoteId, RemoteIdFingerprint
+from records.models import AuditEntry, Batch, Job, Record, RemoteId, RemoteIdFingerprint
 
+from .models import HealthScan, HealthScanRow
 from .selectors import Count as DisplayCount
 from .selectors import capped_count, is_lost, removed_target_rows
 from .services import check_entity_type, reference_change_set, unlinked_source_rows
@@ -145,6 +148,7 @@ def relink_change_set(integration, record_type: str, rows, actor: Actor):
         actor,
         Batch.Kind.RELINK,
         change_list,
+        ambiguous_advice="neither link is put back; link the right one on the References page.",
         audit_action=AuditEntry.Action.RELINK,
         description="Put back {written} lost "
         + (f"{record_type} link" if len(change_list) == 1 else f"{record_type} links"),
@@ -455,6 +459,9 @@ class EntityHealth:
     duplicates: DisplayCount
     twins: DisplayCount
     reused: DisplayCount
+    # Large integrations: duplicates and twins come from the latest scan (None: live).
+    as_of: datetime | None = None
+    scanned: bool = False
 
     @property
     def label(self) -> str:
@@ -471,14 +478,164 @@ class EntityHealth:
 
 def entity_health(integration, record_type: str) -> EntityHealth:
     check_entity_type(integration, record_type)
-    return EntityHealth(
+    health = EntityHealth(
         record_type=record_type,
         unlinked=capped_count(unlinked_source_rows(integration, record_type)),
         lost=capped_count(lost_rows(integration, record_type)),
-        duplicates=capped_count(duplicate_rows(integration, record_type)),
-        twins=capped_count(twin_rows(integration, record_type)),
+        duplicates=DisplayCount(0),
+        twins=DisplayCount(0),
         reused=capped_count(reused_rows(integration, record_type)),
     )
+    if not is_large(integration, record_type):
+        health.duplicates = capped_count(duplicate_rows(integration, record_type))
+        health.twins = capped_count(twin_rows(integration, record_type))
+        return health
+    health.scanned = True
+    scans = {scan.finding: scan for scan in latest_scans(integration, record_type)}
+    for finding in SCANNED:
+        scan = scans.get(finding)
+        if scan is None:
+            continue
+        setattr(health, finding, DisplayCount(scanned_rows(integration, scan).count()))
+        health.as_of = min(health.as_of or scan.computed_at, scan.computed_at)
+    return health
+
+
+# --- scans: duplicates and twins of large integrations, computed by a job ----------------------
+
+SCANNED = (DUPLICATES, TWINS)
+
+
+def live_limit() -> int:
+    """Above this many target ids of a type, duplicates are scanned by a job, not per page."""
+    return getattr(settings, "REFDESK_HEALTH_LIVE_ROWS", 50_000)
+
+
+def is_large(integration, record_type: str) -> bool:
+    limit = live_limit()
+    targets = RemoteId.objects.for_tenant(integration.tenant).filter(
+        connection=integration.target, record_type=record_type
+    )
+    count = capped_count(targets, cap=limit)
+    return not count.exact or count.value > limit
+
+
+def latest_scans(integration, record_type: str):
+    return HealthScan.objects.for_tenant(integration.tenant).filter(
+        integration=integration, record_type=record_type
+    )
+
+
+def scanned_rows(integration, scan):
+    """The duplicates a scan found that are still there (a fixed one is gone)."""
+    return RemoteId.objects.for_tenant(integration.tenant).filter(
+        pk__in=scan.rows.values("remote_id_pk")
+    )
+
+
+def scan(integration, record_type: str, progress=None) -> list[HealthScan]:
+    """Compute the duplicates and twins of one entity type and keep them (a job runs this)."""
+    done = []
+    for finding in SCANNED:
+        rows = list(
+            (duplicate_rows if finding == DUPLICATES else twin_rows)(integration, record_type)
+        )
+        found = pairs(integration, record_type, rows, twins=finding == TWINS)
+        with transaction.atomic():
+            kept, _ = HealthScan.objects.update_or_create(
+                tenant=integration.tenant,
+                integration=integration,
+                record_type=record_type,
+                finding=finding,
+                defaults={"computed_at": timezone.now(), "count": len(found)},
+            )
+            kept.rows.all().delete()
+            HealthScanRow.objects.bulk_create(
+                (
+                    HealthScanRow(
+                        scan=kept,
+                        remote_id_pk=pair.duplicate.pk,
+                        source_pk=pair.source.pk,
+                        linked_pk=pair.linked.pk if pair.linked else None,
+                        key=str(pair.key)[:255],
+                    )
+                    for pair in found
+                ),
+                batch_size=changes.CHUNK,
+            )
+        done.append(kept)
+        if progress:
+            progress(f"Scanned {FINDINGS[finding].lower()}", len(done), len(SCANNED))
+    return done
+
+
+def scan_is_due(integration, record_type: str) -> bool:
+    """A large type without a scan, or with one older than an hour."""
+    if not is_large(integration, record_type):
+        return False
+    scans = list(latest_scans(integration, record_type))
+    oldest = min((s.computed_at for s in scans), default=None)
+    return len(scans) < len(SCANNED) or oldest < timezone.now() - SCAN_MAX_AGE
+
+
+SCAN_MAX_AGE = timedelta(hours=1)
+
+
+def start_scan(integration, record_types: list[str], actor: Actor, *, force: bool = False):
+    """A job that scans the given types for duplicates; the running one if there is one.
+
+    Without `force`, only the types whose scan is due. None when there is nothing to do.
+    """
+    running = (
+        Job.objects.for_tenant(integration.tenant)
+        .filter(kind="health_scan", integration=integration, state__in=jobs.ACTIVE)
+        .first()
+    )
+    if running is not None:
+        return running
+    due = [t for t in record_types if force or scan_is_due(integration, t)]
+    if not due:
+        return None
+    labels = ", ".join(plural(t, 2) for t in due)
+    return jobs.start_job(
+        "health_scan",
+        tenant=integration.tenant,
+        actor=actor,
+        integration=integration,
+        record_type=due[0] if len(due) == 1 else "",
+        params={"record_types": due},
+        total=len(due) * len(SCANNED),
+        description=f"Look for duplicates of {labels} in {integration.target.name}",
+    )
+
+
+def pairs_from_scan(integration, record_type: str, finding: str, rows) -> list[Pair]:
+    """The pairs of a page of scanned duplicates, from what the scan stored (no key search)."""
+    stored = {
+        row.remote_id_pk: row
+        for row in HealthScanRow.objects.filter(
+            scan__in=latest_scans(integration, record_type).filter(finding=finding),
+            remote_id_pk__in=[row.pk for row in rows],
+        )
+    }
+    others = (
+        RemoteId.objects.for_tenant(integration.tenant)
+        .select_related("record")
+        .in_bulk(
+            {row.source_pk for row in stored.values()}
+            | {row.linked_pk for row in stored.values() if row.linked_pk}
+        )
+    )
+    result = []
+    for row in rows:
+        kept = stored.get(row.pk)
+        if kept is None or kept.source_pk not in others:
+            continue
+        linked = others.get(kept.linked_pk) if kept.linked_pk else None
+        if finding == TWINS and linked is None:
+            continue
+        result.append(Pair(others[kept.source_pk], row, kept.key, linked))
+    return result
 
 
 def overview(integration) -> list[EntityHealth]:
@@ -518,6 +675,15 @@ def finding_rows(integration, record_type: str, finding: str):
     """The rows of one finding, newest first (a stable order that keyset paging can seek)."""
     if finding == LOST:
         rows = lost_rows(integration, record_type).select_related("record")
+    elif finding in SCANNED and is_large(integration, record_type):
+        found = latest_scans(integration, record_type).filter(finding=finding).first()
+        rows = (
+            scanned_rows(integration, found)
+            .annotate(key=key_expression(integration.match_key(record_type)))
+            .select_related("record")
+            if found
+            else RemoteId.objects.none()
+        )
     elif finding == DUPLICATES:
         rows = duplicate_rows(integration, record_type).select_related("record")
     elif finding == TWINS:
@@ -534,7 +700,9 @@ def evidence(integration, record_type: str, finding: str, rows: list) -> list:
         for row in rows:
             row.loss = found.get(row.record_id)
         return rows
-    if finding in (DUPLICATES, TWINS):
+    if finding in SCANNED and is_large(integration, record_type):
+        return pairs_from_scan(integration, record_type, finding, rows)
+    if finding in SCANNED:
         return pairs(integration, record_type, rows, twins=finding == TWINS)
     return reuses(integration, rows)
 
@@ -554,7 +722,7 @@ def fix_change_set(integration, record_type: str, finding: str, action: str, row
         return relink_change_set(integration, record_type, rows, actor)
     if finding == REUSED:
         return unlink_reused_change_set(integration, record_type, rows, actor)
-    found = pairs(integration, record_type, rows, twins=finding == TWINS)
+    found = evidence(integration, record_type, finding, rows)
     keep = {"keep-linked": "linked", "use-other": "other"}.get(action, "")
     return merge_change_set(integration, record_type, found, actor, keep=keep)
 

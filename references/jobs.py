@@ -73,3 +73,12 @@ def apply_health_fix_job(job: Job, progress):
     )
     applied = health.apply_fix(job.integration, finding, change_set, rows, progress)
     return applied.batch, {key: value for key, value in applied.counts.items() if value}
+
+
+@job_kind("health_scan")
+def scan_health_job(job: Job, progress):
+    found = {}
+    for record_type in job.params.get("record_types") or [job.record_type]:
+        for kept in health.scan(job.integration, record_type, progress):
+            found[f"{record_type} {kept.finding}"] = kept.count
+    return None, found

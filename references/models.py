@@ -130,3 +130,49 @@ class ReconcileLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.remote_id}"
+
+
+class HealthScan(models.Model):
+    """A finding computed by a job, for an integration too large to compute it per page view.
+
+    Probable duplicates and second target records compare keys over every record only the
+    target knows: 300 ms at a million references. references.health computes them live on
+    smaller data and from the latest scan on larger data ("as of 10:42", with Refresh).
+    """
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    integration = models.ForeignKey("integrations.Integration", on_delete=models.CASCADE)
+    record_type = models.CharField(max_length=40)
+    finding = models.CharField(max_length=20)
+    computed_at = models.DateTimeField(default=timezone.now)
+    count = models.PositiveIntegerField(default=0)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "record_type", "finding"], name="healthscan_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.finding} of {self.record_type} as of {self.computed_at}"
+
+
+class HealthScanRow(models.Model):
+    """One pair a scan found, by remote id row: the target's duplicate, the source record's
+    row and (second target records) the target row it is linked to. A row fixed since no
+    longer exists, so it drops out of the list without a new scan."""
+
+    scan = models.ForeignKey(HealthScan, on_delete=models.CASCADE, related_name="rows")
+    remote_id_pk = models.BigIntegerField()
+    source_pk = models.BigIntegerField()
+    linked_pk = models.BigIntegerField(null=True, blank=True)
+    key = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["scan", "remote_id_pk"], name="healthscanrow_idx")]
+
+    def __str__(self) -> str:
+        return str(self.remote_id_pk)

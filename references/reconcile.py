@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -145,88 +147,111 @@ def _match_keys(upload) -> dict[str, int | None]:
 
 
 def compare(upload: ReconcileUpload, progress=None) -> dict[str, int]:
-    """Classify every line of the upload's file, and every id the file lacks; returns counts."""
+    """Classify every line of the upload's file, and every id the file lacks; returns counts.
+
+    Set-based: the lines go in with one COPY (PostgreSQL) or bulk inserts, then a handful of
+    UPDATE ... FROM statements against the remote ids classify them all at once. A million
+    lines took 114 s row by row through the ORM.
+    """
     progress = progress or (lambda phase, done, total: None)
     tenant, integration = upload.tenant, upload.integration
     connection = side_connection(integration, upload.side)
-    known = RemoteId.objects.for_tenant(tenant).filter(
-        connection=connection, record_type=upload.record_type
-    )
-    matches = _match_keys(upload)
     lines = list(read_lines(upload.text))
     total = len(lines)
-    seen: dict[str, int] = {}
-    with transaction.atomic():
+    table = db_connection.ops.quote_name(ReconcileLine._meta.db_table)
+    remote_ids = db_connection.ops.quote_name(RemoteId._meta.db_table)
+    side = [tenant.pk, connection.pk, upload.record_type]
+    with transaction.atomic(), db_connection.cursor() as cursor:
         upload.lines.all().delete()
-        for start_at in range(0, total, CHUNK):
-            chunk = lines[start_at : start_at + CHUNK]
-            here = {
-                remote_id: (record_id, remote_ref)
-                for remote_id, record_id, remote_ref in known.filter(
-                    remote_id__in=[remote_id for _, remote_id, _ in chunk]
-                ).values_list("remote_id", "record_id", "remote_ref")
-            }
-            rows = []
-            for line, remote_id, ref in chunk:
-                seen[remote_id] = seen.get(remote_id, 0) + 1
-                record_id, known_ref = here.get(remote_id, (None, ""))
-                if record_id is not None:
-                    kind = Kind.REF_DIFFERS if ref and ref != known_ref else Kind.OK
-                elif ref and matches.get(ref):
-                    kind, record_id = Kind.MATCHED, matches[ref]
-                else:
-                    kind = Kind.UNKNOWN
-                rows.append(
-                    ReconcileLine(
-                        upload=upload,
-                        kind=kind,
-                        line=line,
-                        remote_id=remote_id[:255],
-                        file_ref=ref[:255],
-                        known_ref=known_ref,
-                        record_id=record_id,
-                    )
-                )
-            ReconcileLine.objects.bulk_create(rows)
-            progress("Comparing the file", start_at + len(chunk), total)
-        twice = [remote_id for remote_id, n in seen.items() if n > 1]
-        for start_at in range(0, len(twice), CHUNK):
-            upload.lines.filter(remote_id__in=twice[start_at : start_at + CHUNK]).update(
-                kind=Kind.TWICE
-            )
-        # A record matched by two lines of the file is no match at all.
-        matched_twice = [
-            record_id
-            for record_id, n in _counts(upload.lines.filter(kind=Kind.MATCHED), "record_id")
-            if n > 1
-        ]
-        if matched_twice:
-            upload.lines.filter(kind=Kind.MATCHED, record_id__in=matched_twice).update(
-                kind=Kind.UNKNOWN, record_id=None
-            )
-        stale = []
-        for remote_id, record_id, remote_ref in known.values_list(
-            "remote_id", "record_id", "remote_ref"
-        ).iterator(chunk_size=CHUNK):
-            if remote_id not in seen:
-                stale.append(
-                    ReconcileLine(
-                        upload=upload,
-                        kind=Kind.STALE,
-                        line=0,
-                        remote_id=remote_id,
-                        known_ref=remote_ref,
-                        record_id=record_id,
-                    )
-                )
-        ReconcileLine.objects.bulk_create(stale, batch_size=CHUNK)
+        progress("Reading the file", 0, total)
+        _insert_lines(cursor, upload, lines)
+        progress("Comparing with the references", total // 2, total)
+        # Known here: agrees, or its ref differs.
+        cursor.execute(
+            f"UPDATE {table} SET record_id = r.record_id, known_ref = r.remote_ref, "  # noqa: S608
+            f"kind = CASE WHEN {table}.file_ref <> '' AND {table}.file_ref <> r.remote_ref "
+            "THEN %s ELSE %s END "
+            f"FROM {remote_ids} r WHERE {table}.upload_id = %s AND r.tenant_id = %s "
+            "AND r.connection_id = %s AND r.record_type = %s "
+            f"AND r.remote_id = {table}.remote_id",
+            [Kind.REF_DIFFERS, Kind.OK, upload.pk, *side],
+        )
+        # In the file more than once.
+        cursor.execute(
+            f"UPDATE {table} SET kind = %s WHERE upload_id = %s AND remote_id IN "  # noqa: S608
+            f"(SELECT remote_id FROM {table} WHERE upload_id = %s "
+            "GROUP BY remote_id HAVING COUNT(*) > 1)",
+            [Kind.TWICE, upload.pk, upload.pk],
+        )
+        _mark_matched(upload)
+        # Known here, not in the file: stale.
+        cursor.execute(
+            f"INSERT INTO {table} (upload_id, kind, line, remote_id, file_ref, "  # noqa: S608
+            "known_ref, record_id) "
+            f"SELECT %s, %s, 0, r.remote_id, '', r.remote_ref, r.record_id FROM {remote_ids} r "
+            "WHERE r.tenant_id = %s AND r.connection_id = %s AND r.record_type = %s "
+            f"AND NOT EXISTS (SELECT 1 FROM {table} l WHERE l.upload_id = %s "
+            "AND l.remote_id = r.remote_id)",
+            [upload.pk, Kind.STALE, *side, upload.pk],
+        )
         counts = dict(_counts(upload.lines.all(), "kind"))
         upload.counts = {kind: counts.get(kind, 0) for kind in Kind.values}
         upload.line_count = total
         upload.compared_at = timezone.now()
         upload.text = ""
         upload.save(update_fields=["counts", "line_count", "compared_at", "text"])
+        progress("Compared", total, total)
     return upload.counts
+
+
+def _insert_lines(cursor, upload, lines) -> None:
+    """Every line of the file as an "unknown" ReconcileLine, in one pass."""
+    if db_connection.vendor == "postgresql":
+        columns = "upload_id, kind, line, remote_id, file_ref, known_ref"
+        with cursor.cursor.copy(
+            f"COPY {ReconcileLine._meta.db_table} ({columns}) FROM STDIN"
+        ) as copy:
+            for line, remote_id, ref in lines:
+                copy.write_row((upload.pk, Kind.UNKNOWN, line, remote_id[:255], ref[:255], ""))
+        return
+    ReconcileLine.objects.bulk_create(
+        (
+            ReconcileLine(
+                upload=upload,
+                kind=Kind.UNKNOWN,
+                line=line,
+                remote_id=remote_id[:255],
+                file_ref=ref[:255],
+            )
+            for line, remote_id, ref in lines
+        ),
+        batch_size=CHUNK,
+    )
+
+
+def _mark_matched(upload) -> None:
+    """Unknown lines whose ref is the key of exactly one unlinked record here (and no other
+    line matches that record): the record to link the id to."""
+    matches = _match_keys(upload)
+    if not matches:
+        return
+    candidates = (
+        upload.lines.filter(kind=Kind.UNKNOWN)
+        .exclude(file_ref="")
+        .values_list("pk", "file_ref")
+        .iterator(chunk_size=CHUNK)
+    )
+    found = [(pk, matches[ref]) for pk, ref in candidates if matches.get(ref)]
+    per_record = Counter(record_id for _, record_id in found)
+    ReconcileLine.objects.bulk_update(
+        [
+            ReconcileLine(pk=pk, record_id=record_id, kind=Kind.MATCHED)
+            for pk, record_id in found
+            if per_record[record_id] == 1
+        ],
+        ["record_id", "kind"],
+        batch_size=CHUNK,
+    )
 
 
 def _counts(lines, column: str):

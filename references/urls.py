@@ -39,6 +39,7 @@ urlpatterns = [
     re_path(HEALTH + r"$", health.HealthOverviewView.as_view(), name="health-overview"),
     re_path(HEALTH + ENTITY + r"/$", health.HealthView.as_view(), name="health"),
     re_path(HEALTH + ENTITY + r"/fix/$", health.HealthFixView.as_view(), name="health-fix"),
+    re_path(HEALTH + ENTITY + r"/scan/$", health.HealthScanView.as_view(), name="health-scan"),
     re_path(
         HEALTH + ENTITY + r"/export\.csv$", health.HealthExportView.as_view(), name="health-export"
     ),

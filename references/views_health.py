@@ -22,6 +22,7 @@ from integrations.models import REMOTE_REF, Integration
 from integrations.tenancy import TenantMixin
 from integrations.views import ENTITY_SLUGS
 from records import changes, jobs
+from records.audit import Actor
 from records.errors import DomainError
 from records.models import Job, Record, RemoteId
 
@@ -53,6 +54,8 @@ class HealthOverviewView(TenantMixin, TemplateView):
             ),
             pk=self.kwargs["integration_id"],
         )
+        actor = Actor.for_user(self.request.user)
+        scan_job = health.start_scan(integration, integration.synced_entity_types, actor)
         rows = []
         for entity_health in health.overview(integration):
             entity = ENTITY_SLUGS[entity_health.record_type]
@@ -71,7 +74,9 @@ class HealthOverviewView(TenantMixin, TemplateView):
                     "forecast": health.forecast(integration, entity_health),
                 }
             )
-        return super().get_context_data(integration=integration, rows=rows, **kwargs)
+        return super().get_context_data(
+            integration=integration, rows=rows, scan_job=scan_job, **kwargs
+        )
 
 
 class HealthMixin(BackfillMixin):
@@ -101,6 +106,7 @@ class HealthView(HealthMixin, TemplateView):
     template_name = "references/health.html"
 
     def get_context_data(self, **kwargs):
+        scan_job = health.start_scan(self.integration, [self.record_type], self.actor)
         entity_health = health.entity_health(self.integration, self.record_type)
         rows = health.finding_rows(self.integration, self.record_type, self.finding)
         page, after, before = paged(
@@ -149,10 +155,23 @@ class HealthView(HealthMixin, TemplateView):
             first_url=self.health_url() if (after or before) else "",
             key_label="ref" if field == REMOTE_REF else field,
             fix_url=self.url("health-fix"),
+            scan_url=self.url("health-scan"),
+            scan_job=scan_job,
             fixes=health.FIXES[self.finding],
             export_url=self.url("health-export") + f"?finding={self.finding}",
             **kwargs,
         )
+
+
+class HealthScanView(HealthMixin, View):
+    """Refresh: look for duplicates again now (a job; the page shows its progress)."""
+
+    def get(self, request, *args, **kwargs):
+        return redirect(self.health_url())
+
+    def post(self, request, *args, **kwargs):
+        health.start_scan(self.integration, [self.record_type], self.actor, force=True)
+        return redirect(self.health_url())
 
 
 class HealthExportView(HealthMixin, View):

@@ -15,9 +15,17 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from records import changes
+from records import changes, jobs
 from records.audit import Actor
-from records.models import AuditEntry, Batch, BatchChange, Record, RemoteId, RemoteIdFingerprint
+from records.models import (
+    AuditEntry,
+    Batch,
+    BatchChange,
+    Job,
+    Record,
+    RemoteId,
+    RemoteIdFingerprint,
+)
 from records.services import create_record, create_record_with_remote_id
 from references.models import ReconcileUpload
 from references.services import (
@@ -420,6 +428,61 @@ class TestProbableDuplicates:
         assert Record.objects.filter(local_id=duplicate.local_id).exists()
         assert target_of(world, order) is None
         assert landed_on(undone) == url(world, "health") + "?finding=duplicates"
+
+
+class TestLargeIntegrations:
+    """Above REFDESK_HEALTH_LIVE_ROWS target ids a job looks for duplicates, not each page."""
+
+    def test_a_job_finds_the_duplicates_and_the_page_says_as_of_when(
+        self, admin_client, world, settings
+    ):
+        settings.REFDESK_HEALTH_LIVE_ROWS = 0
+        order = shop_order(world, "5001", "1001")
+        erp_only(world, "INV-9", "1001", ref="F-9")
+
+        first = health_page(admin_client, world, "duplicates")
+
+        assert first.status_code == 200
+        assert "Duplicates are being looked for" in page_text(first)
+        assert finding_rows(first) == []
+        job = Job.objects.get(kind="health_scan")
+        assert job.params["record_types"] == ["order"]
+        # Another look while it is queued starts no second job.
+        health_page(admin_client, world, "duplicates")
+        assert Job.objects.filter(kind="health_scan").count() == 1
+
+        assert jobs.execute(job.pk) == "done"
+
+        page = health_page(admin_client, world, "duplicates")
+        assert "Duplicates as of" in page_text(page)
+        assert "Probable duplicates 1" in page_text(page)
+        (shown,) = finding_rows(page)
+        assert "5001" in shown and "INV-9" in shown and "1001" in shown
+
+        fix(admin_client, world, "duplicates", "merge", target_row(world, "INV-9").pk, confirm=True)
+
+        # The fixed row leaves the list at once, without a new scan.
+        assert target_of(world, order) == "INV-9"
+        after = health_page(admin_client, world, "duplicates")
+        assert finding_rows(after) == []
+        assert "Probable duplicates 0" in page_text(after)
+
+    def test_refresh_scans_again(self, admin_client, world, settings):
+        settings.REFDESK_HEALTH_LIVE_ROWS = 0
+        shop_order(world, "5001", "1001")
+        shop_order(world, "5002", "1002")
+        link(world, "5002", "INV-2")
+        health_page(admin_client, world, "duplicates")
+        jobs.execute(Job.objects.get(kind="health_scan").pk)
+        erp_only(world, "INV-9", "1001")
+        assert finding_rows(health_page(admin_client, world, "duplicates")) == []
+
+        response = admin_client.post(url(world, "health-scan"))
+
+        assert response.status_code == 302
+        jobs.execute(Job.objects.filter(kind="health_scan").latest("pk").pk)
+        (shown,) = finding_rows(health_page(admin_client, world, "duplicates"))
+        assert "INV-9" in shown
 
 
 # --- two target records -------------------------------------------------------------------------

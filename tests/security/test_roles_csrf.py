@@ -55,6 +55,8 @@ ROUTE_ROLES = {
     "references:health": READ,
     "references:health-export": READ,
     "references:health-fix": ADMIN,
+    # Refresh a duplicates scan: computes, changes no reference.
+    "references:health-scan": WRITE,
     "references:reconcile": ADMIN,
     "references:reconcile-fix": ADMIN,
     "references:reconcile-sample": READ,
