@@ -1,10 +1,14 @@
 """Response headers and database-outage handling that apply to every request.
 
-Content-Security-Policy: Django 5.2 has none built in, so this small middleware sends
-`settings.CONTENT_SECURITY_POLICY` on every response. A view that truly needs a looser policy
-(e.g. the API docs page, whose Swagger UI sets inline styles) gets it by its view name in
-`settings.CONTENT_SECURITY_POLICY_VIEW_EXTRA`, or by wrapping itself in `csp_update(...)`:
-the exception then covers that one view, not a path prefix.
+Content-Security-Policy comes from django-csp (`csp.middleware.CSPMiddleware`), with the policy
+in `settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]`. A view that truly needs a looser policy
+(e.g. the API docs page, whose Swagger UI sets inline styles) says so itself with django-csp's
+decorators (`@csp.decorators.csp_update({"style-src": [UNSAFE_INLINE]})`): the exception then
+covers that one view, not a path prefix. (With DEBUG on, django-csp leaves 404 and 500
+responses without the header, so Django's debug pages keep their inline styles.)
+
+Permissions-Policy: Django has no setting for it, so `PermissionsPolicyMiddleware` sends
+`settings.PERMISSIONS_POLICY` on every response that has none.
 
 Database outages: an OperationalError / InterfaceError (PostgreSQL restarting, a dropped
 connection) becomes a 503 with a clear page, or JSON under /api/, instead of a 500. Django
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from functools import wraps
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -25,66 +28,16 @@ from django.views import defaults
 
 logger = logging.getLogger("refdesk.security")
 
-CSP_HEADER = "Content-Security-Policy"
 
-
-def build_policy(directives: dict[str, str | list[str] | tuple[str, ...]]) -> str:
-    parts = []
-    for name, sources in directives.items():
-        value = sources if isinstance(sources, str) else " ".join(sources)
-        parts.append(f"{name} {value}".strip())
-    return "; ".join(parts)
-
-
-def csp_update(**directives):
-    """Decorate a view to extend the site policy for that view only.
-
-    `@csp_update(style_src=["'unsafe-inline'"])` adds sources to `style-src`; underscores in
-    directive names become dashes.
-    """
-
-    def decorator(view):
-        @wraps(view)
-        def wrapped(request, *args, **kwargs):
-            response = view(request, *args, **kwargs)
-            extra = {name.replace("_", "-"): sources for name, sources in directives.items()}
-            response[CSP_HEADER] = extended_policy(extra)
-            return response
-
-        return wrapped
-
-    return decorator
-
-
-def extended_policy(extra: dict) -> str:
-    policy = {k: list(v) for k, v in settings.CONTENT_SECURITY_POLICY.items()}
-    for name, sources in extra.items():
-        policy[name] = [*policy.get(name, []), *sources]
-    return build_policy(policy)
-
-
-class SecurityHeadersMiddleware:
-    """Adds the site's Content-Security-Policy and Permissions-Policy unless a view set its own.
-
-    `settings.CONTENT_SECURITY_POLICY_VIEW_EXTRA` adds sources for one named view (e.g. the API
-    docs page): matched on the resolved view name, so no other page gets them.
-    """
+class PermissionsPolicyMiddleware:
+    """Adds `settings.PERMISSIONS_POLICY` as the Permissions-Policy header unless a view set one."""
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.policy = build_policy(settings.CONTENT_SECURITY_POLICY)
-        self.view_policies = {
-            name: extended_policy(extra)
-            for name, extra in getattr(settings, "CONTENT_SECURITY_POLICY_VIEW_EXTRA", {}).items()
-        }
         self.permissions_policy = getattr(settings, "PERMISSIONS_POLICY", "")
 
     def __call__(self, request):
         response = self.get_response(request)
-        if CSP_HEADER not in response:
-            match = getattr(request, "resolver_match", None)
-            view_name = match.view_name if match else None
-            response[CSP_HEADER] = self.view_policies.get(view_name, self.policy)
         if self.permissions_policy and "Permissions-Policy" not in response:
             response["Permissions-Policy"] = self.permissions_policy
         return response

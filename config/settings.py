@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "csp",  # django-csp: its system checks (the middleware is below)
     "django_filters",
     "django_htmx",
     "ninja",  # serves Swagger UI from its bundled static files at /api/v1/docs (no CDN)
@@ -66,7 +68,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "config.security.SecurityHeadersMiddleware",
+    # Content-Security-Policy (django-csp, policy below) and Permissions-Policy.
+    "csp.middleware.CSPMiddleware",
+    "config.security.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # HTML is compressed (a References page is ~90 KiB); Django pads gzip output with random
     # bytes against BREACH, since pages carry a CSRF token beside reflected search terms.
@@ -174,17 +178,21 @@ STORAGES = {
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-# Sent by config.security.SecurityHeadersMiddleware. No inline scripts or styles anywhere:
-# htmx and our JS are static files, htmx's injected indicator style is off (base.html).
+# Content-Security-Policy, sent by django-csp's CSPMiddleware. No inline scripts or styles
+# anywhere: htmx and our JS are static files, htmx's injected indicator style is off (base.html).
+# A view that needs more says so with django-csp's decorators (the API docs: records/api.py).
 CONTENT_SECURITY_POLICY = {
-    "default-src": ["'self'"],
-    "script-src": ["'self'"],
-    "style-src": ["'self'"],
-    "img-src": ["'self'", "data:"],
-    "frame-ancestors": ["'none'"],
-    "form-action": ["'self'"],
-    "base-uri": ["'self'"],
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        "base-uri": [SELF],
+    },
 }
+# Sent by config.security.PermissionsPolicyMiddleware.
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=()"
 # The token reaches htmx through base.html's hx-headers; no script needs to read the cookie.
 CSRF_COOKIE_HTTPONLY = True

@@ -13,6 +13,7 @@ from django.utils.formats import date_format
 from django.utils.timezone import localtime
 
 from . import apikeys
+from .admin_columns import short_id
 from .forms import AdminLoginForm
 from .models import Connection, Connector, Integration, Membership, Reseller, Tenant
 
@@ -164,13 +165,17 @@ class ConnectorAdmin(admin.ModelAdmin):
 
 @admin.register(Connection)
 class ConnectionAdmin(ResellerScopedAdmin):
-    list_display = ["name", "connector", "tenant", "connection_id", "active"]
+    list_display = ["name", "connector", "tenant", "short_connection_id", "active"]
     list_filter = ["active", "connector__category", "connector", "tenant__reseller"]
     search_fields = ["name", "connection_id", "tenant__name"]
     readonly_fields = ["connection_id", "api_key_status"]
     autocomplete_fields = ["tenant", "connector"]
     list_select_related = ["connector", "tenant"]
     actions = ["rotate_api_key"]
+
+    @admin.display(description="Connection id", ordering="connection_id")
+    def short_connection_id(self, obj):
+        return short_id(obj.connection_id)
 
     @admin.display(description="API key")
     def api_key_status(self, obj):
@@ -219,8 +224,13 @@ class ConnectionAdmin(ResellerScopedAdmin):
 
 @admin.register(Integration)
 class IntegrationAdmin(ResellerScopedAdmin):
-    list_display = ["name", "tenant", "source", "target", "entity_types"]
+    list_display = ["name", "tenant", "source", "target", "synced_types"]
     list_filter = ["tenant__reseller", "tenant"]
     search_fields = ["name", "tenant__name", "source__name", "target__name"]
     autocomplete_fields = ["tenant", "source", "target"]
     list_select_related = ["tenant", "source", "target"]
+
+    @admin.display(description="Entity types")
+    def synced_types(self, obj):
+        """`article, customer, order`: the JSON list without its brackets and quotes."""
+        return ", ".join(str(name) for name in obj.entity_types or []) or None

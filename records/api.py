@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.http import Http404, HttpResponse
 from ninja import NinjaAPI, Path, Query, Router, Status
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.openapi.docs import Swagger
 from ninja.security import HttpBasicAuth
 
-from config.security import csp_update
 from integrations import apikeys, throttling
 
 from . import services
@@ -24,7 +25,7 @@ from .schemas import (
     RECORD_TYPE_DESCRIPTION,
     RECORD_TYPE_REGEX,
     CustomDataOut,
-    CustomDataUpsert,
+    CustomDataUpsertBody,
     ErrorOut,
     RecordCreate,
     RecordOut,
@@ -53,6 +54,7 @@ from this address (wait `Retry-After` seconds).
 
 **Read-only fields** in request bodies (`localId`, `remoteIdMap`, `remoteRefMap`,
 `lastModified`, ...) are ignored, never applied: a connection sets only its own `remoteId`.
+Of `recordSource` (who created the record) only `code` is read; the rest is ignored.
 """
 
 
@@ -83,7 +85,7 @@ api = NinjaAPI(
     # Swagger UI from ninja's bundled static files (no CDN), and no call to the online validator.
     docs=Swagger(settings={"validatorUrl": None}),
     # Swagger UI sets inline styles: loosen style-src for the docs page only.
-    docs_decorator=csp_update(style_src=["'unsafe-inline'"]),
+    docs_decorator=csp_update({"style-src": [UNSAFE_INLINE]}),
 )
 
 # --- one error shape -------------------------------------------------------------------
@@ -95,6 +97,7 @@ WIRE_NAMES = {
     "module_id": "moduleId",
     "connection": "connectionId",
     "record_type": "recordType",
+    "record_source": "recordSource",
     "modified_at_or_after": "modifiedAtOrAfter",
 }
 PARAM_SOURCES = {"body", "query", "path", "header", "cookie", "form"}
@@ -326,6 +329,7 @@ def create(request, payload: RecordCreate, record_type: str = RecordType):
         remote_ref=payload.remoteRef,
         data=payload.data,
         custom_data=_entries(payload.customData),
+        source_code=payload.recordSource.code if payload.recordSource else None,
     )
     return Status(201, record_out(_get_record(request, record_type, record.local_id), request.auth))
 
@@ -339,7 +343,8 @@ def create(request, payload: RecordCreate, record_type: str = RecordType):
         "the custom data this connection may write: its own connection-scoped and the "
         "unscoped entries; those not sent are deleted. Entries scoped to other connections "
         "are kept untouched and listed in `keptCustomData`. To add or change a few entries, "
-        "prefer `POST .../customdata`.\n\n"
+        "prefer `POST .../customdata`. `recordSource.code` is set only when sent (and only by "
+        "the connection that created the record).\n\n"
         "Send `If-Match` with the `ETag` of your GET to write only if nobody changed the "
         "record since: otherwise 412 and nothing is written. Without `If-Match` the last "
         "writer wins."
@@ -363,6 +368,11 @@ def replace(
         remote_ref=payload.remoteRef,
         custom_data=_entries(payload.customData),
         if_version=if_version,
+        source_code=(
+            payload.recordSource.code
+            if payload.recordSource and payload.recordSource.sets_code
+            else services.UNCHANGED
+        ),
     )
     record = _get_record(request, record_type, local_id)
     response["ETag"] = etag(record.version)
@@ -375,6 +385,48 @@ def get_custom_data(request, record_type: str = RecordType, local_id: str = Loca
     return {"localId": record.local_id, "customData": custom_data_out(record.custom_data.all())}
 
 
+CUSTOM_DATA_EXAMPLES = {
+    "wrapped": {
+        "summary": "customData: entries by name",
+        "value": {
+            "customData": {
+                "|x-wms|priority": {"type": "integer", "value": 2},
+                "|x-wms|fragile": {"type": "bool", "value": True},
+            }
+        },
+    },
+    "entry": {
+        "summary": "One entry",
+        "value": {"moduleId": "x-wms", "key": "priority", "type": "integer", "value": 2},
+    },
+    "entries": {
+        "summary": "A list of entries",
+        "value": [
+            {"moduleId": "x-wms", "key": "priority", "type": "integer", "value": 2},
+            {
+                "connectionId": None,
+                "moduleId": "x-wms",
+                "key": "weight",
+                "type": "decimal",
+                "value": "1.50",
+            },
+        ],
+    },
+    "byName": {
+        "summary": "The customData object itself (as GET returns it)",
+        "value": {
+            "|x-wms|priority": {
+                "connectionId": "",
+                "moduleId": "x-wms",
+                "key": "priority",
+                "type": "integer",
+                "value": 2,
+            }
+        },
+    },
+}
+
+
 @router.post(
     "/{record_type}/{local_id}/customdata",
     response={200: CustomDataOut, **WRITE_ERRORS},
@@ -382,11 +434,19 @@ def get_custom_data(request, record_type: str = RecordType, local_id: str = Loca
     description=(
         "Entries not sent are left as they are. A connection may write its own "
         "connection-scoped and unscoped entries; one scoped to another connection is 403 "
-        "and nothing is written."
+        "and nothing is written.\n\n"
+        'The body is any of: `{"customData": {...}}`; one entry `{connectionId?, moduleId, '
+        "key, type, value}`; a list of such entries; or the customData object itself, keyed "
+        "`connectionId|moduleId|key` as GET returns it. All are checked alike, and errors name "
+        "the entry the same way in each (e.g. `customData.|x-wms|priority.value`). An object "
+        "with `customData` is the first shape, one with any of the entry's fields the second."
     ),
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"examples": CUSTOM_DATA_EXAMPLES}}}
+    },
 )
 def upsert_custom_data(
-    request, payload: CustomDataUpsert, record_type: str = RecordType, local_id: str = LocalId
+    request, payload: CustomDataUpsertBody, record_type: str = RecordType, local_id: str = LocalId
 ):
     record = _get_record(request, record_type, local_id)
     services.upsert_custom_data_for_connection(

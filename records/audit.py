@@ -49,6 +49,19 @@ class Actor:
         return cls(kind, ident)
 
 
+def source_connection_id(tenant, actor: Actor) -> int | None:
+    """The connection a record `actor` creates is sourced from (recordSource), if a connection
+    of the tenant: the pk behind its connection_id. None for users and the system."""
+    if actor.kind != "connection":
+        return None
+    return (
+        Connection.objects.for_tenant(tenant)
+        .filter(connection_id=actor.id)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
 def audit_entry(
     tenant,
     actor: Actor | str,

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.db import IntegrityError, transaction
 from django.db import connection as db_connection
@@ -34,7 +35,7 @@ from django.utils.dateparse import parse_datetime
 
 from integrations.models import Connection, Integration
 
-from .audit import Actor, audit_entry, mark_changed, write_audit
+from .audit import Actor, audit_entry, mark_changed, source_connection_id, write_audit
 from .errors import Conflict, DomainError, InvalidValue, StaleEdit
 from .models import (
     AuditEntry,
@@ -95,6 +96,14 @@ class Change:
     version: int | None = None  # the record's version the change was made on
     problem: str = ""  # found before the engine (a malformed CSV line): rejected as it is
     note: str = ""  # added to the audit summary (e.g. why a suggestion matched)
+
+
+def side_names(integration) -> tuple[str, str]:
+    """What the forms call the two sides: the connections' names ("Shopify", "Fortnox"), so
+    an error says "Shopify id 5001 ..." like the field it is about."""
+    if integration is None:
+        return "Source", "Target"
+    return integration.source.name, integration.target.name
 
 
 @dataclass
@@ -342,6 +351,10 @@ class ChangeSet(ChangeSetBase):
     def target(self):
         return self.integration.target if self.integration else None
 
+    @cached_property
+    def side_names(self) -> tuple[str, str]:
+        return side_names(self.integration)
+
     def _clean(self, line: Planned) -> None:
         change = line.change
         line.source_id, line.target_id = change.source_id.strip(), change.target_id.strip()
@@ -351,18 +364,19 @@ class ChangeSet(ChangeSetBase):
             return
         try:
             if change.action in (Action.LINK, Action.EDIT):
+                source, target = self.side_names
                 line.source_id = clean_remote_id(
-                    change.source_id, field="source_id", label="Source id"
+                    change.source_id, field="source_id", label=f"{source} id"
                 )
                 if change.target_id.strip() or change.action == Action.EDIT:
                     line.target_id = clean_remote_id(
-                        change.target_id, field="target_id", label="Target id"
+                        change.target_id, field="target_id", label=f"{target} id"
                     )
                 line.source_ref = clean_remote_ref(
-                    change.source_ref, field="source_ref", label="Source ref"
+                    change.source_ref, field="source_ref", label=f"{source} ref"
                 )
                 line.target_ref = clean_remote_ref(
-                    change.target_ref, field="target_ref", label="Target ref"
+                    change.target_ref, field="target_ref", label=f"{target} ref"
                 )
             elif change.action == Action.SET_ID:
                 line.target_ref = clean_remote_ref(
@@ -447,8 +461,9 @@ class ChangeSet(ChangeSetBase):
             ):
                 line.reject(
                     Conflict(
-                        f"Source {here_source.remote_id if here_source else ''} is already "
-                        f"linked to target {here_target.remote_id}; nothing was merged.",
+                        f"{self.side_names[0]} id {here_source.remote_id if here_source else ''} "
+                        f"is already linked to {self.side_names[1]} id {here_target.remote_id}; "
+                        "nothing was merged.",
                         field="target_id",
                         holder=_record(self.tenant, key),
                     )
@@ -475,10 +490,11 @@ class ChangeSet(ChangeSetBase):
                         line.outcome = UNCHANGED
                     else:
                         line.reject(
-                            InvalidValue("Target id is required.", field="target_id")
+                            InvalidValue(f"{self.side_names[1]} id is required.", field="target_id")
                             if here_target is None
                             else InvalidValue(
-                                f"Target id is empty but {line.source_id} is linked to "
+                                f"{self.side_names[1]} id is empty but {line.source_id} is "
+                                "linked to "
                                 f"{here_target.remote_id}; delete the reference on the "
                                 "References page to unlink it.",
                                 field="target_id",
@@ -493,8 +509,9 @@ class ChangeSet(ChangeSetBase):
             ):
                 line.reject(
                     Conflict(
-                        f"Source {line.source_id} is already linked to target "
-                        f"{here_target.remote_id}. Edit that reference instead.",
+                        f"{self.side_names[0]} id {line.source_id} is already linked to "
+                        f"{self.side_names[1]} id {here_target.remote_id}. "
+                        "Edit that reference instead.",
                         field="source_id",
                         holder=_record(self.tenant, key),
                     )
@@ -546,7 +563,7 @@ class ChangeSet(ChangeSetBase):
 
     def _slot_label(self, line: Planned, key, connection_id) -> tuple[str, str]:
         if line.change.action == Action.LINK:
-            return "Source", line.source_id
+            return f"{self.side_names[0]} id", line.source_id
         return "Record", str(key)
 
     def _mark(self, ambiguous: dict, lines: list[Planned], label: str, value: str) -> None:
@@ -564,9 +581,9 @@ class ChangeSet(ChangeSetBase):
     def _label(self, connection_id) -> str:
         if self.integration is not None:
             if connection_id == self.integration.source_id:
-                return "Source"
+                return f"{self.side_names[0]} id"
             if connection_id == self.integration.target_id:
-                return "Target"
+                return f"{self.side_names[1]} id"
         return "Remote id"
 
     def _check_versions(self, lines: list[Planned]) -> None:
@@ -677,9 +694,11 @@ class ChangeSet(ChangeSetBase):
         if connection_id == integration.target_id:
             linked_from = _other_id(tenant, holder.record_id, integration.source_id)
             return Conflict(
-                f"Target {holder.remote_id} is already linked to source {linked_from}."
+                f"{integration.target.name} id {holder.remote_id} is already linked to "
+                f"{integration.source.name} id {linked_from}."
                 if linked_from
-                else f"Target {holder.remote_id} already belongs to {record_type} "
+                else f"{integration.target.name} id {holder.remote_id} already belongs to "
+                f"{record_type} "
                 f"{record.local_id}, which {integration.source} does not know; see Suggested "
                 "links.",
                 field="target_id",
@@ -687,8 +706,13 @@ class ChangeSet(ChangeSetBase):
             )
         linked_to = _other_id(tenant, holder.record_id, integration.target_id)
         return Conflict(
-            f"Source {holder.remote_id} is already used by another {record_type}"
-            + (f" (linked to target {linked_to})." if linked_to else " (not linked)."),
+            f"{integration.source.name} id {holder.remote_id} is already used by another "
+            f"{record_type}"
+            + (
+                f" (linked to {integration.target.name} id {linked_to})."
+                if linked_to
+                else " (not linked)."
+            ),
             field="source_id",
             holder=record,
         )
@@ -980,16 +1004,18 @@ def _create_records(tenant, record_type: str, count: int, actor: Actor, now) -> 
     if not count:
         return []
     by = str(actor)
+    source_connection = source_connection_id(tenant, actor)
     if db_connection.vendor == "postgresql" and count > COPY_THRESHOLD:
         # One statement: the rows and their local ids (32 hex, like new_hex_id) are made by
         # PostgreSQL, not built in Python and sent row by row.
         with db_connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {_table(Record)} (tenant_id, local_id, record_type, data, "  # noqa: S608
-                "created_at, last_modified, last_modified_by, record_source, version) "
-                "SELECT %s, replace(gen_random_uuid()::text, '-', ''), %s, '{}', %s, %s, %s, %s, 1 "
-                "FROM generate_series(1, %s) RETURNING id",
-                [tenant.pk, record_type, now, now, by, by, count],
+                "created_at, last_modified, last_modified_by, record_source, "
+                "source_connection_id, version) "
+                "SELECT %s, replace(gen_random_uuid()::text, '-', ''), %s, '{}', %s, %s, %s, %s, "
+                "%s::bigint, 1 FROM generate_series(1, %s) RETURNING id",
+                [tenant.pk, record_type, now, now, by, by, source_connection, count],
             )
             return sorted(value for (value,) in cursor.fetchall())
     ids = []
@@ -1002,6 +1028,7 @@ def _create_records(tenant, record_type: str, count: int, actor: Actor, now) -> 
                 last_modified=now,
                 last_modified_by=by,
                 record_source=by,
+                source_connection_id=source_connection,
             )
             for _ in chunk
         )
@@ -1145,6 +1172,8 @@ def retire_duplicate(tenant, duplicate_id: int, *, survivor_id: int) -> dict:
         "last_modified": duplicate.last_modified.isoformat(),
         "last_modified_by": duplicate.last_modified_by,
         "record_source": duplicate.record_source,
+        "source_connection_id": duplicate.source_connection_id,
+        "source_code": duplicate.source_code,
         "version": duplicate.version,
         "survivor_id": survivor_id,
         "custom_data_ids": kept,
@@ -1224,6 +1253,9 @@ def _put_back_records(tenant, snapshots: list[dict]) -> None:
             last_modified=parse_datetime(snap["last_modified"]),
             last_modified_by=snap["last_modified_by"],
             record_source=snap["record_source"],
+            # Snapshots taken before recordSource had these keys lack them.
+            source_connection_id=snap.get("source_connection_id"),
+            source_code=snap.get("source_code", ""),
             version=snap["version"],
         )
         for snap in snapshots

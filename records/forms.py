@@ -94,7 +94,7 @@ class CustomDataAddForm(CustomDataForm):
         empty_label="None (not connection-scoped)",
     )
     module_id = forms.CharField(
-        label="Module",
+        label="Module id",
         strip=False,
         widget=forms.TextInput(
             attrs={"class": "id", "placeholder": "x-support", "autocomplete": "off"}

@@ -1,13 +1,17 @@
 import contextlib
 import contextvars
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import ClassVar
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations.models import HEX32_PATTERN, TenantQuerySet, new_hex_id
+from integrations.models import HEX32_PATTERN, Connection, TenantQuerySet, new_hex_id
+
+from .validation import MAX_SOURCE_CODE_LENGTH
 
 # --- one writer: RemoteId, Batch and BatchChange rows are written by records.changes only ---
 
@@ -81,6 +85,31 @@ class EngineWrittenModel(models.Model):
 CONTROL_CHARACTERS_PATTERN = r"[\x01-\x1f\x7f]"
 
 
+@dataclass(frozen=True)
+class RecordSource:
+    """A record's creator: a connection (with the code it gave), a user or the system."""
+
+    KINDS: ClassVar[tuple[str, ...]] = ("connection", "user", "system")
+
+    kind: str
+    # The connection's connection_id, the user's login, or what the system did it with.
+    ident: str
+    code: str = ""
+    # None unless a connection created it (and still exists).
+    connection: Connection | None = None
+
+    @property
+    def label(self) -> str:
+        """As people read it: "Warehouse API (connection, code: store-2)", "user admin",
+        "sync (system)"."""
+        if self.kind == "connection":
+            name = self.connection.name if self.connection is not None else self.ident
+            return f"{name} (connection{f', code: {self.code}' if self.code else ''})"
+        if self.kind == "user":
+            return f"user {self.ident}"
+        return f"{self.ident} (system)"
+
+
 class Record(models.Model):
     """One entity in the platform, known to zero or more connections by their remote ids."""
 
@@ -94,6 +123,25 @@ class Record(models.Model):
     last_modified_by = models.CharField(max_length=300)
     record_source = models.CharField(
         max_length=300, blank=True, help_text="Who created the record, in {type}/{id} form."
+    )
+    # The API's recordSource beyond record_source: the creating connection (for its name and
+    # connector, one join when read) and the code it gave. No index: deleting a connection is
+    # rare enough to scan for its records (and each index costs every bulk insert).
+    source_connection = models.ForeignKey(
+        "integrations.Connection",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        help_text="The connection that created the record, if one did.",
+    )
+    source_code = models.CharField(
+        max_length=MAX_SOURCE_CODE_LENGTH,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Which source in the creating connection's system (recordSource.code).",
     )
     # Bumped by every change through the services; edit forms carry it (optimistic locking).
     version = models.PositiveIntegerField(default=1)
@@ -124,6 +172,19 @@ class Record(models.Model):
 
     def __str__(self) -> str:
         return f"{self.record_type} {self.local_id}"
+
+    @property
+    def source(self) -> RecordSource:
+        """Who created the record, as the API's recordSource and the record page show it."""
+        kind, _, ident = self.record_source.partition("/")
+        if kind not in RecordSource.KINDS or not ident:
+            kind, ident = "system", self.record_source or "unknown"
+        return RecordSource(
+            kind=kind,
+            ident=ident,
+            code=self.source_code if kind == "connection" else "",
+            connection=self.source_connection if kind == "connection" else None,
+        )
 
 
 class RemoteId(EngineWrittenModel):

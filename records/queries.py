@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db import connection as db_connection
 from django.db.models import Q
 
-from integrations.models import EntityType
+from integrations.models import EntityType, Integration
 
 from .models import AuditEntry, BatchChange, Record
 
@@ -71,6 +71,26 @@ def record_history(record: Record):
     return (
         AuditEntry.objects.for_tenant(record.tenant)
         .filter(Q(record=record) | Q(record__isnull=True, batch_id__in=batch_ids))
-        .select_related("connection", "integration")
+        .select_related("connection", "integration__source", "integration__target", "batch")
         .order_by("-created_at", "-id")
+    )
+
+
+def leading_remote_id(remote_ids, source_connection_ids=frozenset()):
+    """The id people know a record by, for its title and its Records row: the id in a
+    connection that is an integration's source (where the order or article was made), with
+    a ref (an order number, a SKU) if there is one; else the first id with a ref, else the
+    first id. None when no connection knows it. `remote_ids` in display order, fetched."""
+    remote_ids = list(remote_ids)
+
+    def rank(row):
+        return (row.connection_id not in source_connection_ids, not row.remote_ref)
+
+    return min(remote_ids, key=rank, default=None)
+
+
+def source_connection_ids(tenant) -> frozenset[int]:
+    """Connections that are the source of one of the tenant's integrations."""
+    return frozenset(
+        Integration.objects.for_tenant(tenant).values_list("source_id", flat=True).distinct()
     )

@@ -6,13 +6,13 @@ Field names are the wire names, so the OpenAPI schema, the code and the README r
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
-from pydantic import model_validator
+from pydantic import BeforeValidator, ConfigDict, RootModel, model_validator
 
 from .models import CustomData, Record
-from .validation import RECORD_TYPE_PATTERN
+from .validation import MAX_SOURCE_CODE_LENGTH, RECORD_TYPE_PATTERN
 
 RECORD_TYPE_DESCRIPTION = (
     "A record type: `article`, `customer`, `order`, `invoice`, `stock` (any lowercase name "
@@ -54,6 +54,97 @@ CUSTOM_DATA_DESCRIPTION = (
 )
 
 
+# --- recordSource: who created the record ---------------------------------------------------
+
+SOURCE_CODE_DESCRIPTION = (
+    "Which source in the remote system the record came from, for a remote system that has "
+    "several (e.g. one web shop of many). The one part of recordSource a client sets: on POST, "
+    "and on PUT by the connection that created the record. null when none was given."
+)
+
+
+class ConnectionSource(Schema):
+    """Created through a connection (an API write or a sync)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "connection",
+                    "connectionType": "api",
+                    "connectionId": "9f2c4e1ab3d84c0f8e5a7b6c1d2e3f40",
+                    "connectionName": "Warehouse API",
+                    "code": "store-2",
+                }
+            ]
+        }
+    )
+
+    type: Literal["connection"]
+    connectionType: str | None = Field(
+        description=(
+            "The connector of the connection, e.g. `api`, `shopify`, `fortnox`. "
+            "null when the connection no longer exists."
+        )
+    )
+    connectionId: str = Field(description="The connectionId of the connection (32 hex).")
+    connectionName: str | None = Field(
+        description="The connection's name, e.g. `Warehouse API`; null when it no longer exists."
+    )
+    code: str | None = Field(description=SOURCE_CODE_DESCRIPTION)
+
+
+class UserSource(Schema):
+    """Created by a person logged in to the platform."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"type": "user", "login": "admin"}]})
+
+    type: Literal["user"]
+    login: str = Field(description="The user's login name.")
+
+
+class SystemSource(Schema):
+    """Created by the platform itself."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"type": "system", "name": "sync"}]})
+
+    type: Literal["system"]
+    name: str = Field(description="What created it, e.g. `sync` or `seed_demo`.")
+
+
+RecordSourceOut = Annotated[
+    ConnectionSource | UserSource | SystemSource, Field(discriminator="type")
+]
+
+
+class RecordSourceIn(Schema):
+    """Only `code` is read. The other fields (as GET returns them) are ignored, never applied:
+    who created the record is never the client's to say."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"code": "store-2"}]})
+
+    code: str | None = Field(
+        None,
+        max_length=MAX_SOURCE_CODE_LENGTH,
+        description=(
+            SOURCE_CODE_DESCRIPTION + " Omitted: unchanged (POST: none); null or empty: "
+            "removed. Trimmed; at most 100 characters, no control characters."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _must_be_an_object(cls, data):
+        # As JsonObjectBody: ninja would read a string as an object with no attributes.
+        if not isinstance(getattr(data, "_obj", data), dict):
+            raise ValueError('recordSource must be an object, e.g. {"code": "store-2"}.')
+        return data
+
+    @property
+    def sets_code(self) -> bool:
+        return "code" in self.model_fields_set
+
+
 class RecordOut(Schema):
     localId: str = Field(description="32 lowercase hex characters, never changes.")
     recordType: str
@@ -69,7 +160,14 @@ class RecordOut(Schema):
     data: dict[str, Any]
     lastModified: datetime
     lastModifiedBy: str = Field(description="`{type}/{id}`, e.g. `connection/<connectionId>`.")
-    recordSource: str = Field(description="Who created the record, `{type}/{id}`.")
+    recordSource: RecordSourceOut = Field(
+        description=(
+            "Who created the record, by `type`: a `connection` (with connectionType, "
+            "connectionId, connectionName and the `code` of the source it came from), a "
+            "`user` (with `login`) or the `system` (with `name`: what did it). Read-only but "
+            "for `code`."
+        )
+    )
     version: int = Field(description="Goes up with every change.")
 
 
@@ -113,6 +211,13 @@ class RecordCreate(JsonObjectBody):
     customData: dict[str, CustomDataEntryIn] = Field(
         default_factory=dict, description=CUSTOM_DATA_DESCRIPTION
     )
+    recordSource: RecordSourceIn | None = Field(
+        None,
+        description=(
+            'Optional `{"code": "..."}`: which of this connection\'s sources the record '
+            "comes from. The record's source is this connection; other fields are ignored."
+        ),
+    )
 
 
 class RecordReplace(JsonObjectBody):
@@ -127,10 +232,97 @@ class RecordReplace(JsonObjectBody):
             "deleted; entries scoped to other connections are kept (see keptCustomData)."
         )
     )
+    recordSource: RecordSourceIn | None = Field(
+        None,
+        description=(
+            'Optional `{"code": "..."}` to change the code; omitted, null or without '
+            "`code`, it stays as it is. Only the connection that created the record may change "
+            "it (403 otherwise; sending the current value back is fine). Other fields are "
+            "ignored."
+        ),
+    )
 
 
 class CustomDataUpsert(JsonObjectBody):
+    """The entries under `customData`, keyed `connectionId|moduleId|key`."""
+
     customData: dict[str, CustomDataEntryIn] = Field(description=CUSTOM_DATA_DESCRIPTION)
+
+
+class CustomDataEntry(Schema):
+    """One entry, named by its own fields (as GET returns each entry)."""
+
+    connectionId: str | None = Field(
+        None,
+        description="Your connectionId for an entry scoped to your connection; omitted, null "
+        "or empty for an unscoped entry.",
+    )
+    moduleId: str
+    key: str
+    type: CustomDataType
+    value: Any = Field(
+        description='Native JSON (e.g. `true`, `42`, `"12.50"`) or text that parses as `type`.'
+    )
+
+
+class CustomDataEntryList(RootModel[list[CustomDataEntry]]):
+    """A list of entries, each named by its own fields; each name at most once."""
+
+
+class CustomDataByName(RootModel[dict[str, CustomDataEntryIn]]):
+    """The customData object itself (as GET returns it): entries keyed
+    `connectionId|moduleId|key`."""
+
+
+CUSTOM_DATA_ENTRY_FIELDS = frozenset(CustomDataEntry.model_fields)
+
+
+def _entry_name(entry: dict) -> str:
+    """`connectionId|moduleId|key` of an entry sent on its own. A part that is missing or not
+    text is empty in the name; the entry's own field then gets the error it gets under
+    customData (e.g. `customData.||k.moduleId`: "Module id is required")."""
+    parts = (entry.get(part) for part in ("connectionId", "moduleId", "key"))
+    return "|".join(part if isinstance(part, str) else "" for part in parts)
+
+
+def _entries_by_name(entries: list) -> dict:
+    named = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ValueError(
+                "Each entry must be an object {connectionId, moduleId, key, type, value}."
+            )
+        name = _entry_name(entry)
+        if name in named:
+            raise ValueError(f"Entry {name} is sent twice; send each entry once.")
+        named[name] = entry
+    return named
+
+
+def custom_data_upsert_body(data):
+    """Any of the four shapes POST .../customdata accepts, as `{"customData": {name: entry}}`:
+    then one validation gives every shape the same 422s, naming the entry
+    (`customData.|x-wms|priority.value`)."""
+    if isinstance(data, list):
+        return {"customData": _entries_by_name(data)}
+    if not isinstance(data, dict):
+        raise ValueError("The body must be a JSON object or a list of entries.")
+    if "customData" in data:
+        return data
+    if data.keys() & CUSTOM_DATA_ENTRY_FIELDS:
+        return {"customData": _entries_by_name([data])}
+    return {"customData": data}
+
+
+CustomDataUpsertBody = Annotated[
+    CustomDataUpsert,
+    BeforeValidator(
+        custom_data_upsert_body,
+        json_schema_input_type=(
+            CustomDataUpsert | CustomDataEntry | CustomDataEntryList | CustomDataByName
+        ),
+    ),
+]
 
 
 class CustomDataOut(Schema):
@@ -176,6 +368,23 @@ def custom_data_out(items) -> dict[str, dict]:
     }
 
 
+def record_source_out(record: Record) -> dict:
+    """recordSource. Expects source_connection__connector selected (no query of its own)."""
+    source = record.source
+    if source.kind == "connection":
+        connection = source.connection
+        return {
+            "type": "connection",
+            "connectionType": connection.connector.code if connection else None,
+            "connectionId": source.ident,
+            "connectionName": connection.name if connection else None,
+            "code": source.code or None,
+        }
+    if source.kind == "user":
+        return {"type": "user", "login": source.ident}
+    return {"type": "system", "name": source.ident}
+
+
 def record_out(record: Record, connection) -> dict:
     """A record as `connection` sees it. Expects remote_ids and custom_data prefetched."""
     rows = list(record.remote_ids.all())
@@ -192,6 +401,6 @@ def record_out(record: Record, connection) -> dict:
         "data": record.data if isinstance(record.data, dict) else {},
         "lastModified": record.last_modified,
         "lastModifiedBy": record.last_modified_by,
-        "recordSource": record.record_source,
+        "recordSource": record_source_out(record),
         "version": record.version,
     }

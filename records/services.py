@@ -20,7 +20,7 @@ from django.db.models import Prefetch, Q
 from integrations.models import Connection
 
 from . import changes
-from .audit import Actor, mark_changed, touch_record, write_audit
+from .audit import Actor, mark_changed, source_connection_id, touch_record, write_audit
 from .errors import Conflict, DomainError, InvalidValue, NotAllowed, StaleEdit, VersionMismatch
 from .models import AuditEntry, Batch, CustomData, Record, RemoteId
 from .validation import (
@@ -31,17 +31,26 @@ from .validation import (
     clean_record_type,
     clean_remote_id,
     clean_remote_ref,
+    clean_source_code,
     parse_custom_value,
 )
 
+# update_record's source_code when the request does not set it: the code stays as it is.
+UNCHANGED = object()
 
-def create_record(tenant, record_type: str, actor: Actor, *, data: dict | None = None) -> Record:
+
+def create_record(
+    tenant, record_type: str, actor: Actor, *, data: dict | None = None, source_code: str = ""
+) -> Record:
+    """A new record; `actor` is its recordSource (with `source_code` if a connection)."""
     return Record.objects.create(
         tenant=tenant,
         record_type=record_type,
         data=data or {},
         last_modified_by=str(actor),
         record_source=str(actor),
+        source_connection_id=source_connection_id(tenant, actor),
+        source_code=source_code if actor.kind == "connection" else "",
     )
 
 
@@ -283,10 +292,15 @@ def conflict_for_remote_id(holder: RemoteId, *, field: str, label: str = "Id") -
 
 
 def records_with_ids_and_custom_data(tenant):
-    """Records of a tenant with what the API shows prefetched (three queries in all)."""
-    return Record.objects.for_tenant(tenant).prefetch_related(
-        Prefetch("remote_ids", queryset=RemoteId.objects.select_related("connection")),
-        Prefetch("custom_data", queryset=CustomData.objects.select_related("connection")),
+    """Records of a tenant with what the API shows prefetched (three queries in all; the
+    connection that created each record, for recordSource, is joined, not queried)."""
+    return (
+        Record.objects.for_tenant(tenant)
+        .select_related("source_connection__connector")
+        .prefetch_related(
+            Prefetch("remote_ids", queryset=RemoteId.objects.select_related("connection")),
+            Prefetch("custom_data", queryset=CustomData.objects.select_related("connection")),
+        )
     )
 
 
@@ -444,27 +458,34 @@ def create_record_with_remote_id(
     remote_ref=None,
     data=None,
     custom_data: dict | None = None,
+    source_code=None,
 ) -> Record:
     """A new record, known to `connection` by `remote_id` (if given), with its custom data.
 
+    Its recordSource is `actor` (the connection), with `source_code` naming which source in
+    the connection's system it came from (optional).
     All or nothing, at version 1; a remote id another record holds is a Conflict naming it,
     also when two creates race for the same id (exactly one wins).
     """
     record_type = clean_record_type(record_type)
     data = clean_record_data(data)
     remote_id, remote_ref = clean_own_remote_id(remote_id, remote_ref)
+    source_code = clean_source_code(source_code)
     entries = parse_custom_data_entries(tenant, custom_data or {})
     _check_custom_data_writer(entries, connection)
     refuse_taken_remote_id(tenant, connection, record_type, remote_id)
     with transaction.atomic():
-        record = create_record(tenant, record_type, actor, data=data)
+        record = create_record(tenant, record_type, actor, data=data, source_code=source_code)
+        after = {"data": data}
+        if record.source_code:
+            after["source_code"] = record.source_code
         write_audit(
             tenant,
             actor,
             AuditEntry.Action.RECORD_CREATE,
             record=record,
             connection=connection,
-            after={"data": data},
+            after=after,
             summary=f"Created {record_type} {record.local_id}",
         )
         if remote_id is not None:
@@ -494,9 +515,11 @@ def update_record(
     remote_ref,
     custom_data: dict,
     if_version: int | None = None,
+    source_code=UNCHANGED,
 ) -> list[CustomData]:
     """The API's PUT: replace data, the connection's remote id/ref and the custom data it may
-    write (its own and unscoped entries; those not sent are deleted).
+    write (its own and unscoped entries; those not sent are deleted), and set the record's
+    source code unless it is UNCHANGED.
 
     Entries scoped to other connections are kept and returned, so the caller can say so.
     One version bump for the whole write, and none when nothing changed (an unchanged PUT is
@@ -505,6 +528,8 @@ def update_record(
     """
     data = clean_record_data(data)
     remote_id, remote_ref = clean_own_remote_id(remote_id, remote_ref)
+    if source_code is not UNCHANGED:
+        source_code = clean_source_code(source_code)
     entries = parse_custom_data_entries(record.tenant, custom_data)
     _check_custom_data_writer(entries, connection)
     # One writer at a time per record: concurrent PUTs apply one after the other.
@@ -533,12 +558,38 @@ def update_record(
             summary=f"Replaced the data of {record.record_type} {record.local_id}",
         )
         changed = True
+    if source_code is not UNCHANGED and source_code != record.source_code:
+        _set_source_code(record, source_code, connection, actor)
+        changed = True
     kept, custom_changed = _replace_custom_data(record, entries, actor, connection)
     # The engine marks the record changed when it writes the id; otherwise we do it here.
     applied = changes.apply(_own_id_change_set(record, connection, remote_id, remote_ref, actor))
     if (changed or custom_changed) and applied.batch is None:
         mark_changed(record.tenant, [record.pk], actor)
     return kept
+
+
+def _set_source_code(record: Record, code: str, connection, actor: Actor) -> None:
+    """Only the connection that created a record says which of its sources it came from."""
+    if record.record_source != f"connection/{connection.connection_id}":
+        raise NotAllowed(
+            "Only the connection that created a record may set its recordSource.code; this "
+            f"{record.record_type} was created by {record.source.label}.",
+            field="record_source.code",
+        )
+    before = record.source_code
+    record.source_code = code
+    record.save(update_fields=["source_code"])
+    write_audit(
+        record.tenant,
+        actor,
+        AuditEntry.Action.RECORD_UPDATE,
+        record=record,
+        connection=connection,
+        before={"source_code": before},
+        after={"source_code": code},
+        summary=f"Set the source code of {record.record_type} {record.local_id}",
+    )
 
 
 def encode_cursor(last_modified, local_id: str) -> str:

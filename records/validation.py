@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from .errors import InvalidValue
 
 MAX_ID_LENGTH = 255
+MAX_SOURCE_CODE_LENGTH = 100
 RECORD_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 CUSTOM_DATA_TYPES = ("string", "bool", "integer", "decimal", "json")
 SELF_MADE_MODULE_PREFIX = "x-"
@@ -46,10 +47,13 @@ def clean_remote_ref(value, *, field: str = "remote_ref", label: str = "Ref") ->
     return value
 
 
-def _check_length_and_characters(value: str, *, field: str, label: str) -> None:
-    if len(value) > MAX_ID_LENGTH:
+def _check_length_and_characters(
+    value: str, *, field: str, label: str, max_length: int = MAX_ID_LENGTH
+) -> None:
+    """The one wording of the text limits, for ids, refs, keys and codes alike."""
+    if len(value) > max_length:
         raise InvalidValue(
-            f"{label} is {len(value)} characters long; at most {MAX_ID_LENGTH} are allowed.",
+            f"{label} is {len(value)} characters long; at most {max_length} are allowed.",
             field=field,
         )
     if has_control_characters(value):
@@ -57,6 +61,19 @@ def _check_length_and_characters(value: str, *, field: str, label: str) -> None:
             f"{label} contains control characters (tabs, line breaks...); remove them.",
             field=field,
         )
+
+
+def clean_source_code(value, *, field: str = "record_source.code") -> str:
+    """A record's recordSource.code: optional text naming one source in the creating system."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidValue("The source code must be text.", field=field)
+    value = value.strip()
+    _check_length_and_characters(
+        value, field=field, label="The source code", max_length=MAX_SOURCE_CODE_LENGTH
+    )
+    return value
 
 
 def clean_record_type(value) -> str:
@@ -82,10 +99,7 @@ def _clean_key_part(value, *, field: str, label: str, max_length: int) -> str:
     value = value.strip()
     if "|" in value:
         raise InvalidValue(f"{label} must not contain |.", field=field)
-    if len(value) > max_length:
-        raise InvalidValue(f"{label} is longer than {max_length} characters.", field=field)
-    if has_control_characters(value):
-        raise InvalidValue(f"{label} contains control characters.", field=field)
+    _check_length_and_characters(value, field=field, label=label, max_length=max_length)
     return value
 
 

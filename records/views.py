@@ -22,7 +22,14 @@ from references.selectors import DEFAULT_PAGE_SIZE, PAGE_SIZES, RECORDS_KEYSET, 
 from .filters import RecordFilterSet
 from .forms import CustomDataAddForm, CustomDataEditForm, owned_by_connector
 from .models import CustomData, Job, Record, RemoteId
-from .queries import STANDARD_TYPES, record_history, record_type_tabs, type_label
+from .queries import (
+    STANDARD_TYPES,
+    leading_remote_id,
+    record_history,
+    record_type_tabs,
+    source_connection_ids,
+    type_label,
+)
 from .services import Actor, delete_custom_data
 from .validation import RECORD_TYPE_PATTERN
 
@@ -87,6 +94,7 @@ class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
         filterset = RecordFilterSet(self.request.GET or None, queryset=queryset, tenant=self.tenant)
         per_page = _positive_int(self.request.GET.get("per_page"), DEFAULT_PAGE_SIZE)
         per_page = per_page if per_page in PAGE_SIZES else DEFAULT_PAGE_SIZE
+        ignored_params = self.ignored_params(filterset, per_page)
         # The References page's paging: one row more than shown says whether a next page
         # exists, and Next/Previous seek from the last/first row shown (keyset paging).
         result, _, _ = paged(
@@ -105,6 +113,9 @@ class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
             before=self.request.GET.get("before", ""),
         )
         page, has_next, records = result.number, result.has_next, result.rows
+        sources = source_connection_ids(self.tenant) if records else frozenset()
+        for record in records:
+            record.lead = leading_remote_id(record.remote_ids.all(), sources)
         filtered = any(
             filterset.form.data.get(name) for name in filterset.filters if filterset.form.data
         )
@@ -114,6 +125,7 @@ class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
             tabs=record_type_tabs(self.tenant, record_type),
             filterset=filterset,
             filtered=filtered,
+            ignored_params=ignored_params,
             records=records,
             page=page,
             per_page=per_page,
@@ -128,6 +140,21 @@ class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
             **kwargs,
         )
 
+    def ignored_params(self, filterset, per_page: int) -> list[str]:
+        """URL parameters that could not be used, each with what is shown instead (as on the
+        References page): a bookmark with a bad date still opens, and says so."""
+        data = self.request.GET
+        ignored = [
+            f"{name}={data.get(name)[:40]} is not valid: not filtered by it"
+            for name in (filterset.form.errors if filterset.is_bound else ())
+            if data.get(name) not in (None, "")
+        ]
+        asked = data.get("per_page")
+        if asked not in (None, "") and str(per_page) != asked:
+            sizes = ", ".join(str(size) for size in PAGE_SIZES)
+            ignored.append(f"per_page={asked[:20]} is not one of {sizes}: showing {per_page}")
+        return ignored
+
 
 # --- one record ------------------------------------------------------------------------
 
@@ -137,7 +164,10 @@ class RecordMixin(TenantMixin):
 
     def get_record(self) -> Record:
         if not hasattr(self, "_record"):
-            self._record = self.get_object_or_404(Record, local_id=self.kwargs["local_id"])
+            self._record = self.get_object_or_404(
+                Record.objects.select_related("source_connection"),
+                local_id=self.kwargs["local_id"],
+            )
         return self._record
 
     def get_item(self) -> CustomData:
@@ -191,7 +221,8 @@ class RecordMixin(TenantMixin):
                         ),
                     }
                 )
-            rows.append({"remote": row, "links": links})
+            is_source = any(link["side"] == "source" for link in links)
+            rows.append({"remote": row, "links": links, "is_source": is_source})
         return rows
 
     def custom_data_groups(self, record: Record) -> list[dict]:
@@ -253,13 +284,18 @@ class RecordMixin(TenantMixin):
 
     def detail_context(self, **forms) -> dict:
         record = self.get_record()
+        remote_id_rows = self.remote_id_rows(record)
         return {
             "record": record,
+            "lead": leading_remote_id(
+                (row["remote"] for row in remote_id_rows),
+                {row["remote"].connection_id for row in remote_id_rows if row["is_source"]},
+            ),
             "type_label": type_label(record.record_type),
             "type_singular": EntityType(record.record_type).name.capitalize()
             if record.record_type in EntityType.values
             else record.record_type.replace("_", " ").capitalize(),
-            "remote_id_rows": self.remote_id_rows(record),
+            "remote_id_rows": remote_id_rows,
             "data_json": json.dumps(record.data, indent=2, ensure_ascii=False, sort_keys=True),
             **self.custom_data_context(record, **forms),
             **self.history_context(record),

@@ -31,13 +31,15 @@ class ReferenceInput:
     source_ref: str = ""
     target_ref: str = ""
 
-    def cleaned(self) -> ReferenceInput:
-        """Trimmed and validated; raises InvalidValue naming the field."""
+    def cleaned(self, integration=None) -> ReferenceInput:
+        """Trimmed and validated; raises InvalidValue naming the field as the form labels it
+        ("Shopify id", not "Source id")."""
+        source, target = changes.side_names(integration)
         return ReferenceInput(
-            source_id=clean_remote_id(self.source_id, field="source_id", label="Source id"),
-            target_id=clean_remote_id(self.target_id, field="target_id", label="Target id"),
-            source_ref=clean_remote_ref(self.source_ref, field="source_ref", label="Source ref"),
-            target_ref=clean_remote_ref(self.target_ref, field="target_ref", label="Target ref"),
+            source_id=clean_remote_id(self.source_id, field="source_id", label=f"{source} id"),
+            target_id=clean_remote_id(self.target_id, field="target_id", label=f"{target} id"),
+            source_ref=clean_remote_ref(self.source_ref, field="source_ref", label=f"{source} ref"),
+            target_ref=clean_remote_ref(self.target_ref, field="target_ref", label=f"{target} ref"),
         )
 
 
@@ -72,7 +74,7 @@ def _single(integration, record_type, actor, kind, change, audit_action) -> Reco
 
 def add_reference(integration, record_type: str, data: ReferenceInput, actor: Actor) -> Record:
     """Link source id X to target id Y: give the record S knows as X its T row (or create it)."""
-    data = data.cleaned()
+    data = data.cleaned(integration)
     change = changes.Change(
         changes.Action.LINK,
         source_id=data.source_id,
@@ -96,7 +98,7 @@ def edit_reference(
 
     `revert` logs it as "Reverted" (a past value chosen from the history).
     """
-    data = data.cleaned()
+    data = data.cleaned(integration)
     change = changes.Change(
         changes.Action.EDIT,
         record_id=record.pk,

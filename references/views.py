@@ -405,7 +405,12 @@ class ReferenceRowView(ReferencesMixin, View):
     """One reference as a plain row (Cancel of an edit or delete, Hide history)."""
 
     def get(self, request, *args, **kwargs):
-        return self.render_group("references/partials/row_group.html", self.get_record())
+        record = self.get_record()
+        if not request.htmx:
+            # Opened as a page, not swapped in: show the reference in its table.
+            row = self.row_for(record)
+            return HttpResponseRedirect(self.list_url(q=row.remote_id if row else ""))
+        return self.render_group("references/partials/row_group.html", record)
 
 
 class AddReferenceView(ReferencesMixin, View):
@@ -622,8 +627,6 @@ class HistoryView(ReferencesMixin, View):
         # all, import) that took or gave one of its ids.
         entries = list(record_history(record)[:HISTORY_LIMIT])
         for entry in entries:
-            entry.before_text = describe(entry.before)
-            entry.after_text = describe(entry.after)
             url = self.url("revert", local_id=record.local_id, entry_id=entry.pk)
             entry.revert_url = (
                 url if revertable(entry, entry.after, current, self.integration) else ""

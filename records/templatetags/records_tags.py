@@ -1,7 +1,6 @@
-import json
-
 from django import template
 
+from records import history
 from records.validation import format_custom_value
 
 register = template.Library()
@@ -13,33 +12,31 @@ def custom_value(item) -> str:
     return format_custom_value(item.type, item.value)
 
 
-@register.filter
-def pretty_json(value) -> str:
-    if value is None:
-        return ""
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+def connection_names(context) -> dict[str, str]:
+    """Connection names by hex id, read once per request."""
+    request = context.get("request")
+    tenant = getattr(request, "tenant", None)
+    if tenant is None:
+        return {}
+    names = getattr(request, "_connection_names", None)
+    if names is None:
+        from integrations.models import Connection
+
+        names = dict(Connection.objects.for_tenant(tenant).values_list("connection_id", "name"))
+        request._connection_names = names
+    return names
 
 
 @register.simple_tag(takes_context=True)
 def actor_name(context, actor: str) -> str:
     """Who made a change, as people know them: "Warehouse API" for `connection/<hex id>`,
     "anna" for `user/anna`, "sync (system)" for `system/sync`. The `{type}/{id}` form stays
-    on hover (the template puts it in `title`). Connection names are read once per request."""
-    kind, _, ident = (actor or "").partition("/")
-    if kind == "connection":
-        request = context.get("request")
-        tenant = getattr(request, "tenant", None)
-        if tenant is None:
-            return actor
-        names = getattr(request, "_connection_names", None)
-        if names is None:
-            from integrations.models import Connection
+    on hover (the template puts it in `title`)."""
+    names = connection_names(context) if (actor or "").startswith("connection/") else {}
+    return history.actor_label(actor, names)
 
-            names = dict(Connection.objects.for_tenant(tenant).values_list("connection_id", "name"))
-            request._connection_names = names
-        return names.get(ident, actor)
-    if kind == "user":
-        return ident
-    if kind == "system":
-        return f"{ident} (system)"
-    return actor
+
+@register.simple_tag(takes_context=True)
+def history_sentence(context, entry):
+    """An audit entry's change as a sentence with its values marked up (records.history)."""
+    return history.sentence(entry, connection_names(context))

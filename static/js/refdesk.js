@@ -9,6 +9,7 @@
  *   tr[data-row] (tabindex="0")   j/k, ArrowDown/ArrowUp move between rows
  *   [data-action="edit"]          Enter on a focused row clicks the row's edit control
  *   [data-action="save"]          Enter in a form-less input inside a row clicks it
+ *   [data-lazy-get="url"]         becomes hx-get="url" and is wired by htmx on its first click
  *   [data-cancel]                 Esc inside its form/row/dialog/[data-cancel-scope] clicks it
  *   button[data-copy="value"]     copies value, shows "Copied"
  *   time.relative[datetime]       "2 min ago", exact local time in title; refreshed every minute
@@ -16,6 +17,8 @@
  *   [data-dialog-open="id"]       opens <dialog id="id"> as a modal
  *   [data-dialog-close]           closes the enclosing <dialog>
  *   tr.row-new                    highlight fades out (CSS); the class is removed afterwards
+ *   .table-wrap                   gets data-overflow="start|end|both" while its table is wider
+ *                                 than it (narrow windows), so the page can say it scrolls
  *   .toast                        auto-dismiss after 8 s unless it holds a button/form/link or is
  *                                 .toast-error / [data-sticky]; a close button is added if missing;
  *                                 a successful htmx request from inside a toast (Undo) dismisses it;
@@ -481,6 +484,31 @@
     });
   }
 
+  /* ------------------------------------------- tables wider than their box */
+
+  // Which sides of a .table-wrap hide part of its table: "start", "end", "both" or none.
+  function markOverflow(wrap) {
+    var hidden = wrap.scrollWidth - wrap.clientWidth;
+    var side = "";
+    if (hidden > 1) {
+      var atStart = wrap.scrollLeft <= 1;
+      var atEnd = wrap.scrollLeft >= hidden - 1;
+      side = atStart ? "end" : atEnd ? "start" : "both";
+    }
+    if (side) wrap.setAttribute("data-overflow", side);
+    else wrap.removeAttribute("data-overflow");
+  }
+
+  var overflowQueued = false;
+  function markAllOverflow() {
+    if (overflowQueued) return;
+    overflowQueued = true;
+    window.requestAnimationFrame(function () {
+      overflowQueued = false;
+      Array.prototype.forEach.call(doc.querySelectorAll(".table-wrap"), markOverflow);
+    });
+  }
+
   /* ------------------------------------------------------------- wiring */
 
   function initAll(root) {
@@ -488,7 +516,14 @@
     confirmInputs(root).forEach(syncConfirm);
     initToasts(root);
     initRowNew(root);
+    markAllOverflow();
   }
+
+  window.addEventListener("resize", markAllOverflow);
+  doc.addEventListener("scroll", function (event) {
+    var wrap = event.target;
+    if (wrap.classList && wrap.classList.contains("table-wrap")) markOverflow(wrap);
+  }, true);
 
   doc.addEventListener("keydown", onKeydown);
 
@@ -496,9 +531,19 @@
   // that clicks (Esc, Enter, n), landing in that window would follow the plain href or submit
   // the form without htmx. Wire the control first: listeners added during the capture phase
   // still run when the event reaches the element, and htmx.process skips what is already wired.
+  //
+  // The same wiring serves [data-lazy-get="url"]: an hx-get that htmx is given on first use.
+  // A References page has 50 rows of three buttons: htmx wiring them all at DOMContentLoaded
+  // was two thirds of that long task (Lighthouse's total blocking time). Their hx-target and
+  // hx-swap stay in the markup.
   function wireBeforeUse(event) {
     var target = event.target;
     if (!window.htmx || !target || !target.closest) return;
+    var lazy = target.closest("[data-lazy-get]");
+    if (lazy) {
+      lazy.setAttribute("hx-get", lazy.getAttribute("data-lazy-get"));
+      lazy.removeAttribute("data-lazy-get");
+    }
     var control = target.closest("[hx-get], [hx-post], [hx-put], [hx-patch], [hx-delete]");
     if (control) window.htmx.process(control);
     var form = target.tagName === "FORM" ? target : target.form;

@@ -44,7 +44,7 @@ def test_a_record_by_local_id_shows_ids_custom_data_and_data(api, order, world, 
     }
     assert body["customData"][f"{world.erp.connection_id}|fortnox|series"]["value"] == "B"
     assert body["lastModifiedBy"] == "system/tests"
-    assert body["recordSource"] == "system/tests"
+    assert body["recordSource"] == {"type": "system", "name": "tests"}
 
 
 def test_a_record_this_connection_does_not_know_has_no_own_remote_id(api, world):

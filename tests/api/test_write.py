@@ -29,7 +29,13 @@ def test_create_a_record_with_a_remote_id_data_and_custom_data(api, warehouse):
     assert body["customData"]["|x-wms|priority"]["value"] == 2
     actor = f"connection/{warehouse.connection_id}"
     assert body["lastModifiedBy"] == actor
-    assert body["recordSource"] == actor
+    assert body["recordSource"] == {
+        "type": "connection",
+        "connectionType": "api",
+        "connectionId": warehouse.connection_id,
+        "connectionName": "Warehouse API",
+        "code": None,
+    }
     actions = set(AuditEntry.objects.filter(record=record).values_list("action", "actor"))
     assert actions == {
         ("record_create", actor),

@@ -32,7 +32,7 @@ def test_admin_uploads_a_csv_previews_it_applies_it_and_undoes_it(
     page.get_by_role("button", name="Preview import").click()
 
     expect(page.get_by_role("heading", name="Preview of orders.csv")).to_be_visible()
-    expect(page.get_by_text("Source id is required.")).to_be_visible()
+    expect(page.get_by_text("Shopify id is required.")).to_be_visible()
     assert not RemoteId.objects.filter(remote_id="INV-2").exists()
 
     page.get_by_role("button", name="Import 3,001 references").click()

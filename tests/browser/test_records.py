@@ -1,5 +1,7 @@
 """The record page in Chromium: custom data added and edited inline, errors by the field."""
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -149,8 +151,11 @@ def test_list_search_swaps_the_table_and_keeps_the_url(live_server, page: Page, 
 
     expect(page.locator("#records-table tbody tr")).to_have_count(1)
     expect(page).to_have_url(f"{live_server.url}/t/acme/records/order/?q=5001")
-    page.locator("#records-table").get_by_role("link", name=record.local_id).click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text(record.local_id)
+    # Rows lead with the id people know; the page's title too, with the local id beside it.
+    page.locator("#records-table").get_by_role("link", name="5001", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Order Shopify 5001")
+    expect(page.locator(".local-id")).to_contain_text(record.local_id)
+    expect(page).to_have_title(re.compile(r"^Order Shopify 5001"))
 
 
 def test_references_page_to_the_record_and_back(live_server, page: Page, world, record):
@@ -164,7 +169,8 @@ def test_references_page_to_the_record_and_back(live_server, page: Page, world, 
 
     page.get_by_role("link", name="5001", exact=True).click()
 
-    expect(page.get_by_role("heading", level=1)).to_contain_text(record.local_id)
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Shopify 5001")
+    expect(page.locator(".local-id")).to_contain_text(record.local_id)
     fortnox = page.locator("#remote-ids tbody tr", has_text="INV-1")
     fortnox.get_by_role("link", name="Shopify -> Fortnox").click()
 

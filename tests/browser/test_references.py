@@ -152,7 +152,7 @@ def test_add_shows_the_conflict_then_adds_the_row_on_top(live_server, page: Page
     form.get_by_label("Fortnox id", exact=True).fill("INV-1")
     form.get_by_role("button", name="Add reference").click()
 
-    error = form.get_by_text("Target INV-1 is already linked to source 5001.")
+    error = form.get_by_text("Fortnox id INV-1 is already linked to Shopify id 5001.")
     expect(error).to_be_visible()
     expect(form.get_by_label("Fortnox id", exact=True)).to_have_attribute("aria-invalid", "true")
     expect(form.get_by_role("link", name="Open it")).to_have_attribute(
@@ -190,7 +190,9 @@ def test_inline_edit_saves_with_enter_and_cancels_with_escape(live_server, page:
     row.get_by_role("button", name="Edit 5001").click()
     row.get_by_label("Fortnox id", exact=True).fill("INV-2")
     row.get_by_label("Fortnox id", exact=True).press("Enter")
-    expect(row.get_by_text("Target INV-2 is already linked to source 5002.")).to_be_visible()
+    expect(
+        row.get_by_text("Fortnox id INV-2 is already linked to Shopify id 5002.")
+    ).to_be_visible()
 
     row.get_by_label("Fortnox id", exact=True).fill("INV-99")
     row.get_by_label("Fortnox id", exact=True).press("Enter")

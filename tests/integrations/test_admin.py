@@ -1,12 +1,15 @@
 """Reseller staff see and change only their own reseller's tenants in the Django admin."""
 
 import pytest
+from django.utils.html import escape
 
 from integrations.models import Tenant
+from records.models import AuditEntry
 from tests.factories import (
     ConnectionFactory,
     IntegrationFactory,
     MembershipFactory,
+    RecordFactory,
     ResellerFactory,
     TenantFactory,
     UserFactory,
@@ -121,3 +124,30 @@ def test_superuser_sees_all(client, resellers):
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     response = client.get("/admin/integrations/tenant/")
     assert "Our Tenant" in response.text and "Their Tenant" in response.text
+
+
+def test_changelists_show_short_values_with_the_whole_value_on_hover(client, world):
+    """Narrow columns (integrations/admin_columns.py): a connection's name for an actor
+    `connection/<hex id>`, 32-hex ids cut to 8 characters, long summaries cut at 60."""
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    record = RecordFactory(tenant=world.tenant)
+    summary = f"Created order {record.local_id} from the nightly export of every web shop order"
+    AuditEntry.objects.create(
+        tenant=world.tenant,
+        actor=f"connection/{world.shop.connection_id}",
+        action=AuditEntry.Action.RECORD_CREATE,
+        record=record,
+        local_id=record.local_id,
+        summary=summary,
+    )
+
+    html = client.get("/admin/records/auditentry/").text
+    assert f'<span title="connection/{world.shop.connection_id}">Shopify</span>' in html
+    assert f'<abbr title="{record.local_id}">{record.local_id[:8]}…</abbr>' in html
+    assert f'title="{escape(summary)}">Created order {record.local_id[:8]}… from the' in html
+    assert f">{record.local_id}<" not in html
+
+    html = client.get("/admin/integrations/connection/").text
+    shop_id = world.shop.connection_id
+    assert f'<abbr title="{shop_id}">{shop_id[:8]}…</abbr>' in html
+    assert "article, customer, order, stock" in client.get("/admin/integrations/integration/").text

@@ -197,7 +197,7 @@ class TestAmbiguousIds:
         for number in (2, 3, 4):
             assert "more than one line" in by_line[number].reason
         for number in (5, 6):
-            assert "Target TAKEN is on more than one line (5, 6)" in by_line[number].reason
+            assert "Fortnox id TAKEN is on more than one line (5, 6)" in by_line[number].reason
         assert planned.counts["rejected"] == 7
 
     def test_the_same_pair_twice_keeps_the_first_line(self, world):

@@ -17,6 +17,7 @@ from tests.factories import (
     RemoteIdFactory,
     make_reference,
 )
+from tests.html import text_of
 
 pytestmark = pytest.mark.django_db
 
@@ -394,8 +395,39 @@ def test_history_shows_the_records_changes_newest_first_with_before_and_after(
     history = response.context["history"]
     assert [entry.actor for entry in history] == ["user/erik", "user/anna"]
     assert history[0].before["value"] == "one" and history[0].after["value"] == "two"
-    assert "Set custom data" in response.text
-    assert "&quot;value&quot;: &quot;one&quot;" in response.text
+    text = text_of(response.text)
+    assert "Set custom data" in text
+    assert "|x-support|note one → two" in text and "Set |x-support|note to one" in text
+    assert '<span class="val before">one</span>' in response.text
+    assert "&quot;" not in response.text.split('id="history"')[1]  # no raw JSON
+
+
+def test_history_says_in_words_what_a_restore_and_an_api_id_change_did(
+    support_client, world, record
+):
+    from records.services import update_record
+    from references.services import delete_reference, restore_batch
+
+    batch = delete_reference(world.integration, record, world.actor)
+    restore_batch(batch, world.actor)
+    api = ConnectionFactory(tenant=world.tenant, name="Warehouse API")
+    record.refresh_from_db()
+    update_record(
+        record,
+        api,
+        Actor.for_connection(api),
+        data={**record.data, "status": "packed"},
+        remote_id="W1",
+        remote_ref="",
+        custom_data={},
+    )
+
+    text = text_of(support_client.get(detail_url(record)).text)
+
+    assert "Set Warehouse API id W1" in text
+    assert "status none → packed" in text
+    assert "Restored the reference deleted by anna" in text and "ago (delete)" in text
+    assert "Unlinked Shopify" in text
 
 
 def test_history_includes_bulk_deletes_that_removed_the_records_ids(support_client, world, record):
@@ -679,3 +711,14 @@ def test_custom_data_of_another_record_is_404_under_this_record(admin_client, wo
 
 def test_tenant_home_links_to_the_records(support_client, world):
     assert 'href="/t/acme/records/"' in support_client.get("/t/acme/").text
+
+
+def test_bad_url_parameters_are_named_with_what_is_shown_instead(support_client, world):
+    record = make_reference(world.integration, source_id="5001", target_id="INV-1")
+
+    response = support_client.get(list_url(modified_after="notadate", per_page="100000"))
+
+    text = text_of(response.text)
+    assert "modified_after=notadate is not valid: not filtered by it." in text
+    assert "per_page=100000 is not one of" in text and "showing 50" in text
+    assert record.local_id in response.text  # the list still shows, unfiltered

@@ -36,6 +36,7 @@ from references.services import (
     edit_reference,
 )
 from tests.factories import MembershipFactory, UserFactory
+from tests.html import text_of
 
 pytestmark = pytest.mark.django_db
 
@@ -156,10 +157,6 @@ def click_undo(client, response):
 
 def landed_on(response) -> str:
     return response.redirect_chain[-1][0] if response.redirect_chain else ""
-
-
-def text_of(fragment: str) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
 
 
 def finding_rows_html(response) -> list[str]:
@@ -345,14 +342,14 @@ class TestLostLinks:
 
         assert preview.status_code == 200
         text = page_text(preview)
-        assert "Target INV-1 is already linked to source 5002." in text
+        assert "Fortnox id INV-1 is already linked to Shopify id 5002." in text
         assert "refused" in text and "Nothing to apply" in text
         assert preview.context["counts"]["rejected"] == 1
         assert written(preview.context["counts"]) == 0
 
         applied = fix(admin_client, world, "lost", "relink", row, confirm=True, follow=True)
 
-        assert "Nothing was changed: Target INV-1 is already linked to source 5002." in (
+        assert "Nothing was changed: Fortnox id INV-1 is already linked to Shopify id 5002." in (
             page_text(applied)
         )
         assert target_of(world, order) is None

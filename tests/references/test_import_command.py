@@ -48,7 +48,7 @@ def test_dry_run_prints_the_counts_and_rejected_lines_and_writes_nothing(world, 
     out, _ = run(world, csv_file, "--dry-run")
 
     assert "1 new, 0 changed, 1 unchanged, 1 rejected." in out
-    assert "line 4: Source id is required." in out
+    assert "line 4: Shopify id is required." in out
     assert "Dry run: nothing was written." in out
     assert not RemoteId.objects.filter(remote_id="INV-2").exists()
 

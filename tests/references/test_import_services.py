@@ -126,13 +126,13 @@ class TestPlan:
             "INV-20",
         )
         assert reasons(result) == {
-            6: "Target INV-TAKEN is already linked to source 9000.",
-            7: "Source id is required.",
-            8: "Source id contains control characters (tabs, line breaks...); remove them.",
-            9: "Source id is 256 characters long; at most 255 are allowed.",
-            10: "Source 5009 is on more than one line (10, 11) with different ids; "
+            6: "Fortnox id INV-TAKEN is already linked to Shopify id 9000.",
+            7: "Shopify id is required.",
+            8: "Shopify id contains control characters (tabs, line breaks...); remove them.",
+            9: "Shopify id is 256 characters long; at most 255 are allowed.",
+            10: "Shopify id 5009 is on more than one line (10, 11) with different ids; "
             "fix the file so it appears once.",
-            11: "Source 5009 is on more than one line (10, 11) with different ids; "
+            11: "Shopify id 5009 is on more than one line (10, 11) with different ids; "
             "fix the file so it appears once.",
             13: "Duplicate of line 12.",
             14: "Expected 2 columns like the header, found 1.",

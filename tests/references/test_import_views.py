@@ -46,7 +46,7 @@ class TestUploadAndPreview:
         assert preview.context["counts"] == {"new": 1, "changed": 0, "unchanged": 1, "rejected": 1}
         page = preview.content.decode()
         assert "Preview of orders.csv" in page
-        assert "Source id is required." in page
+        assert "Shopify id is required." in page
         assert "Import 1 reference" in page
         assert not RemoteId.objects.filter(remote_id="INV-2").exists()
         assert not Batch.objects.exists()

@@ -72,7 +72,7 @@ class TestAdd:
             add(world, "5002", "INV-1")
 
         assert error.value.field == "target_id"
-        assert error.value.message == "Target INV-1 is already linked to source 5001."
+        assert error.value.message == "Fortnox id INV-1 is already linked to Shopify id 5001."
         assert error.value.holder == holder
         assert not RemoteId.objects.filter(remote_id="5002").exists()
         assert not AuditEntry.objects.exists()
@@ -84,7 +84,7 @@ class TestAdd:
             add(world, "5001", "INV-2")
 
         assert error.value.field == "source_id"
-        assert "already linked to target INV-1" in error.value.message
+        assert "already linked to Fortnox id INV-1" in error.value.message
         assert not RemoteId.objects.filter(remote_id="INV-2").exists()
 
     def test_ids_are_case_sensitive_strings(self, world):
@@ -95,9 +95,9 @@ class TestAdd:
     @pytest.mark.parametrize(
         ("source_id", "message"),
         [
-            ("   ", "Source id is required."),
-            ("50\n01", "Source id contains control characters"),
-            ("x" * 256, "Source id is 256 characters long; at most 255 are allowed."),
+            ("   ", "Shopify id is required."),
+            ("50\n01", "Shopify id contains control characters"),
+            ("x" * 256, "Shopify id is 256 characters long; at most 255 are allowed."),
         ],
     )
     def test_invalid_ids_are_refused_by_field(self, world, source_id, message):
@@ -174,7 +174,7 @@ class TestEdit:
                 world.actor,
                 version=record.version,
             )
-        assert error.value.message == "Target INV-1 is already linked to source 5001."
+        assert error.value.message == "Fortnox id INV-1 is already linked to Shopify id 5001."
         assert ids_of(world, record) == ("5002", "INV-2")
         # the refused edit did not use up the version either
         assert Record.objects.get(pk=record.pk).version == record.version
@@ -192,7 +192,7 @@ class TestEdit:
                 version=record.version,
             )
         assert error.value.field == "source_id"
-        assert "linked to target INV-1" in error.value.message
+        assert "linked to Fortnox id INV-1" in error.value.message
 
 
 class TestDeleteAndRestore:

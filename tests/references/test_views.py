@@ -17,6 +17,7 @@ from references.services import (
     restore_batch,
 )
 from tests.factories import RemoteIdFactory, make_reference
+from tests.html import text_of
 
 pytestmark = pytest.mark.django_db
 
@@ -322,7 +323,7 @@ class TestAdd:
         )
 
         assert response.status_code == 422
-        assert "Target INV-1 is already linked to source 5001." in response.text
+        assert "Fortnox id INV-1 is already linked to Shopify id 5001." in response.text
         assert f'href="/t/acme/records/{holder.local_id}/">Open it' in response.text
         assert 'id="add-target_id-error"' in response.text
         assert not RemoteId.objects.filter(remote_id="5002").exists()
@@ -333,7 +334,7 @@ class TestAdd:
         )
 
         assert response.status_code == 422
-        assert "Source id is required." in response.text
+        assert "Shopify id is required." in response.text
         assert not Record.objects.exists()
 
     def test_without_htmx_redirects_back_to_the_list(self, support_client, world):
@@ -397,7 +398,7 @@ class TestEdit:
         )
 
         assert response.status_code == 409
-        assert "Target INV-1 is already linked to source 5001." in response.text
+        assert "Fortnox id INV-1 is already linked to Shopify id 5001." in response.text
         assert "-target_id-error" in response.text
         assert target_of(world, record) == "INV-2"
 
@@ -431,6 +432,15 @@ class TestEdit:
 
         assert response.text.lstrip().startswith('<tbody class="ref-group"')
         assert 'data-action="edit"' in response.text
+
+    def test_the_row_opened_as_a_page_shows_the_reference_in_its_table(self, support_client, world):
+        # Not a bare <tbody> without <title>, <main> or <h1>.
+        record = make_reference(world.integration, source_id="5001", target_id="INV-1")
+
+        response = support_client.get(record_url(world, record))
+
+        assert response.status_code == 302
+        assert response["Location"] == list_url(world) + "?q=5001"
 
 
 # ---------------------------------------------------------------------------- delete
@@ -594,12 +604,41 @@ class TestHistory:
             version=record.version,
         )
 
-        text = support_client.get(record_url(world, record, "history"), **HX).text
+        page = support_client.get(record_url(world, record, "history"), **HX).text
+        text = text_of(page)
 
         assert "Added reference" in text and "Edited reference" in text
-        assert "user/anna" in text
-        assert "5001 → INV-1" in text and "5001 → INV-2" in text
+        assert 'title="user/anna">anna<' in page  # the name, with the {type}/{id} on hover
+        assert "Linked Shopify 5001 to Fortnox INV-1" in text
+        assert "Fortnox id INV-1 → INV-2" in text
+        # The changed values are marked up, the old one apart from the new.
+        assert (
+            '<span class="val before">INV-1</span> → <span class="val after">INV-2</span>' in page
+        )
         assert text.count("Revert to this") == 1  # to INV-1; INV-2 is the current value
+        assert "{" not in text  # no raw JSON
+
+    def test_a_revert_is_logged_as_reverted_with_what_it_changed(self, support_client, world):
+        record = add_reference(
+            world.integration, "order", ReferenceInput("5001", "INV-1"), world.actor
+        )
+        record = edit_reference(
+            world.integration,
+            record,
+            ReferenceInput("5001", "INV-2", target_ref="B"),
+            world.actor,
+            version=record.version,
+        )
+        first = AuditEntry.objects.get(record=record, action="add")
+        support_client.post(
+            record_url(world, record, f"history/{first.pk}/revert"),
+            {"version": record.version},
+            **HX,
+        )
+
+        text = text_of(support_client.get(record_url(world, record, "history"), **HX).text)
+
+        assert "Reverted reference Fortnox id INV-2 → INV-1 ; Fortnox ref B → none" in text
 
     def test_shows_the_delete_all_and_restore_that_took_and_gave_back_its_id(
         self, support_client, world
@@ -610,9 +649,9 @@ class TestHistory:
         restore_batch(batch, world.actor)
         untouched = make_reference(world.integration, source_id="5003", target_id="INV-3")
 
-        text = support_client.get(record_url(world, record, "history"), **HX).text
-        assert "Deleted all references" in text and "2 references" in text
-        assert "Restored" in text
+        text = text_of(support_client.get(record_url(world, record, "history"), **HX).text)
+        assert "Deleted all 2 order references of Shopify → Fortnox" in text
+        assert "Restored 2 references deleted by anna" in text and "ago (delete all)" in text
         assert "Revert to this" not in text  # a batch is undone with Restore, not from here
 
         other = support_client.get(record_url(world, untouched, "history"), **HX).text
@@ -672,7 +711,7 @@ class TestHistory:
         )
 
         assert response.status_code == 409
-        assert "Target INV-1 is already linked to source 7." in response.text
+        assert "Fortnox id INV-1 is already linked to Shopify id 7." in response.text
         assert target_of(world, record) == "INV-2"
 
 

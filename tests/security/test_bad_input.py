@@ -231,6 +231,10 @@ def test_malformed_json_is_a_400_or_422(api_client, tenants, raw):
     before = database_fingerprint()
     for url in ["/api/v1/order", f"/api/v1/order/{tenants.a.linked.local_id}/customdata"]:
         response = api_client.post(url, raw, content_type="application/json")
+        if raw == b"[]" and url.endswith("/customdata"):
+            # A list of custom data entries is one of the bodies it takes: none, no change.
+            assert response.status_code == 200, response.content
+            continue
         assert response.status_code in (400, 422), (url, raw, response.content)
         assert response.json()["detail"]
     assert changed_tables(before, database_fingerprint()) == {}

@@ -13,7 +13,7 @@ from integrations import apikeys
 from integrations.models import Connection, Connector, Integration, Membership, Reseller, Tenant
 from records import changes
 from records.models import AuditEntry, Batch, CustomData, Record, RemoteId
-from records.services import Actor
+from records.services import Actor, create_record_with_remote_id
 from references.services import (
     ReferenceInput,
     add_reference,
@@ -155,6 +155,7 @@ class Command(BaseCommand):
             self.known_to_three(world)
             self.recent_history(world["main"])
             self.custom_data(world)
+            self.warehouse_orders(world)
             self.suggestion_twins(world["main"])
             self.health_cases(world)
             self.analyze()
@@ -326,6 +327,23 @@ class Command(BaseCommand):
             erik,
             version=latest.record.version,
         )
+
+    def warehouse_orders(self, world):
+        """Orders the Warehouse API created itself (B2B orders no shop knows), through the API's
+        own service: their recordSource is that connection, with the code of the warehouse
+        store each came from (the last one without a code)."""
+        api = world["api"]
+        for index, code in enumerate(["store-1", "store-2", "store-2", ""]):
+            create_record_with_remote_id(
+                api.tenant,
+                "order",
+                api,
+                Actor.for_connection(api),
+                remote_id=f"WH-B2B-{7001 + index}",
+                remote_ref=f"B2B {7001 + index}",
+                data={"orderNumber": 70001 + index, "channel": "b2b", "currency": "SEK"},
+                source_code=code,
+            )
 
     def suggestion_twins(self, integration, count: int = 8):
         """Orders the ERP already knows without a link: a Fortnox record carrying the same order
