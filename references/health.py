@@ -32,13 +32,14 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from integrations.models import REMOTE_REF, EntityType
-from records import changes, jobs
+from records import changes, counts, jobs
 from records.audit import Actor, write_audit
+from records.counts import is_lost, removed_target_rows
 from records.models import AuditEntry, Batch, Job, Record, RemoteId, RemoteIdFingerprint
 
 from .models import HealthScan, HealthScanRow
 from .selectors import Count as DisplayCount
-from .selectors import capped_count, is_lost, removed_target_rows
+from .selectors import capped_count
 from .services import check_entity_type, reference_change_set, unlinked_source_rows
 
 LOST = "lost"
@@ -478,10 +479,11 @@ class EntityHealth:
 
 def entity_health(integration, record_type: str) -> EntityHealth:
     check_entity_type(integration, record_type)
+    kept = counts.counts_of(integration, record_type)
     health = EntityHealth(
         record_type=record_type,
-        unlinked=capped_count(unlinked_source_rows(integration, record_type)),
-        lost=capped_count(lost_rows(integration, record_type)),
+        unlinked=DisplayCount(kept.unlinked),
+        lost=DisplayCount(kept.lost),
         duplicates=DisplayCount(0),
         twins=DisplayCount(0),
         reused=capped_count(reused_rows(integration, record_type)),
