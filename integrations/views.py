@@ -83,7 +83,7 @@ class TenantHomeView(TenantMixin, TemplateView):
                         "label": EntityType(record_type).label,
                         # Kept by the change engine, as on the References tabs: exact.
                         "references": Count(kept[record_type].linked),
-                        "health": entity_health(integration, record_type),
+                        "health": entity_health(integration, record_type, kept[record_type]),
                         "url": url,
                         "health_url": health_url,
                     }

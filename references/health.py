@@ -477,9 +477,10 @@ class EntityHealth:
         return int(self.lost) + int(self.duplicates) + int(self.twins) + int(self.reused)
 
 
-def entity_health(integration, record_type: str) -> EntityHealth:
+def entity_health(integration, record_type: str, kept: counts.Counts | None = None) -> EntityHealth:
+    """What Health finds for one entity type; `kept` (its kept counts) when already read."""
     check_entity_type(integration, record_type)
-    kept = counts.counts_of(integration, record_type)
+    kept = kept or counts.counts_of(integration, record_type)
     health = EntityHealth(
         record_type=record_type,
         unlinked=DisplayCount(kept.unlinked),
@@ -641,7 +642,8 @@ def pairs_from_scan(integration, record_type: str, finding: str, rows) -> list[P
 
 
 def overview(integration) -> list[EntityHealth]:
-    return [entity_health(integration, t) for t in integration.synced_entity_types]
+    kept = counts.kept_counts(integration)
+    return [entity_health(integration, t, kept[t]) for t in integration.synced_entity_types]
 
 
 def plural(record_type: str, n: int) -> str:

@@ -60,10 +60,12 @@ class ReferencesMixin(TenantMixin):
 
     @cached_property
     def integration(self):
-        return self.get_object_or_404(
+        integration = self.get_object_or_404(
             Integration.objects.select_related("source__connector", "target__connector"),
             pk=self.kwargs["integration_id"],
         )
+        integration.tenant = self.tenant  # the membership's, already loaded: no query
+        return integration
 
     @cached_property
     def entity(self) -> str:
