@@ -4,9 +4,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.generic import TemplateView
 
+from records.counts import kept_counts
 from references.health import entity_health
-from references.selectors import capped_count
-from references.services import linked_target_rows
+from references.selectors import Count
 
 from . import apikeys
 from .forms import LoginForm
@@ -58,6 +58,7 @@ class TenantHomeView(TenantMixin, TemplateView):
         rows = []
         for integration in integrations:
             entities = []
+            kept = kept_counts(integration)
             for record_type in integration.synced_entity_types:
                 slug = ENTITY_SLUGS[record_type]
                 url = reverse(
@@ -80,10 +81,9 @@ class TenantHomeView(TenantMixin, TemplateView):
                     {
                         "entity": slug,
                         "label": EntityType(record_type).label,
-                        # Capped like the References tabs: a home page must not count a
-                        # million rows per entity type on every visit.
-                        "references": capped_count(linked_target_rows(integration, record_type)),
-                        "health": entity_health(integration, record_type),
+                        # Kept by the change engine, as on the References tabs: exact.
+                        "references": Count(kept[record_type].linked),
+                        "health": entity_health(integration, record_type, kept[record_type]),
                         "url": url,
                         "health_url": health_url,
                     }

@@ -35,6 +35,7 @@ from django.utils.dateparse import parse_datetime
 
 from integrations.models import Connection, Integration
 
+from . import counts
 from .audit import Actor, audit_entry, mark_changed, source_connection_id, write_audit
 from .errors import Conflict, DomainError, InvalidValue, StaleEdit
 from .models import (
@@ -185,6 +186,10 @@ class ChangeSetBase:
     def write(self, plan: Plan, progress: ProgressCallback) -> Applied:  # pragma: no cover
         raise NotImplementedError
 
+    def tracker(self, plan: Plan) -> counts.Tracker:  # pragma: no cover - abstract
+        """What keeps the reference counts of this change set (records.counts)."""
+        raise NotImplementedError
+
 
 def lock_integration(integration, *, exclusive: bool) -> None:
     """Serialise bulk changes with every other change of an integration's references.
@@ -229,7 +234,11 @@ def apply(change_set, *, progress: ProgressCallback | None = None) -> Applied:
             progress("Checking", 0, 0)
             result = change_set.plan()
             _raise_if_strict(change_set, result)
-            return change_set.write(result, progress)
+            tracker = change_set.tracker(result)
+            tracker.start()
+            applied = change_set.write(result, progress)
+            tracker.finish(applied.record_ids)
+            return applied
     except IntegrityError as error:
         _raise_if_strict(change_set, change_set.plan())
         raise Conflict(
@@ -310,6 +319,17 @@ class ChangeSet(ChangeSetBase):
                 .filter(pk__in=ids)
                 .values_list("pk")
             )
+
+    def tracker(self, plan: Plan) -> counts.Tracker:
+        record_ids = {line.record_key for line in plan.lines if isinstance(line.record_key, int)}
+        record_ids |= {change.duplicate_id for change in self.changes if change.duplicate_id}
+        record_ids |= {change.record_id for change in self.changes if change.record_id}
+        connection_ids = {change.connection_id for change in self.changes if change.connection_id}
+        if self.integration is not None:
+            connection_ids |= {self.integration.source_id, self.integration.target_id}
+        return counts.Tracker.for_connections(
+            self.tenant, self.record_type, connection_ids, record_ids
+        )
 
     # --- plan ---
 
@@ -1329,6 +1349,13 @@ class DeleteAll(ChangeSetBase):
         result.counts[REMOVED] = linked_target_rows(self.integration, self.record_type).count()
         return result
 
+    def tracker(self, plan: Plan) -> counts.Tracker:
+        # Every tab that shows these target ids is recounted (another integration may share
+        # the target connection).
+        return counts.Tracker.for_connections(
+            self.tenant, self.record_type, [self.integration.target_id]
+        )
+
     def write(self, plan: Plan, progress: ProgressCallback) -> Applied:
         tenant, integration, record_type = self.tenant, self.integration, self.record_type
         total = plan.counts[REMOVED]
@@ -1426,6 +1453,16 @@ class Restore(ChangeSetBase):
 
     def _changes(self, change: str):
         return BatchChange.objects.for_tenant(self.tenant).filter(batch=self.batch, change=change)
+
+    def tracker(self, plan: Plan) -> counts.Tracker:
+        rows = BatchChange.objects.for_tenant(self.tenant).filter(batch=self.batch)
+        connection_ids = set(rows.values_list("connection_id", flat=True).distinct())
+        record_ids = None
+        if self.batch.row_count <= counts.DIFF_LIMIT:
+            record_ids = set(rows.values_list("record_id", flat=True))
+        return counts.Tracker.for_connections(
+            self.tenant, self.record_type, connection_ids, record_ids
+        )
 
     def plan(self) -> Plan:
         result = Plan(self)

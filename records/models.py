@@ -609,3 +609,27 @@ class Job(models.Model):
 
 
 STALLED_AFTER = timedelta(minutes=15)
+
+
+class ReferenceCount(EngineWrittenModel):
+    """Linked, unlinked and lost references of one integration and entity type, kept exact by
+    the change engine in the same transaction as every change (records.counts), so no page
+    counts a million rows."""
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
+    integration = models.ForeignKey("integrations.Integration", on_delete=models.CASCADE)
+    record_type = models.CharField(max_length=40)
+    linked = models.BigIntegerField(default=0)
+    unlinked = models.BigIntegerField(default=0)
+    # Unlinked rows whose target id a change removed (a subset of unlinked).
+    lost = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "record_type"], name="referencecount_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.record_type}: {self.linked} linked, {self.unlinked} unlinked"

@@ -32,13 +32,14 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from integrations.models import REMOTE_REF, EntityType
-from records import changes, jobs
+from records import changes, counts, jobs
 from records.audit import Actor, write_audit
+from records.counts import is_lost, removed_target_rows
 from records.models import AuditEntry, Batch, Job, Record, RemoteId, RemoteIdFingerprint
 
 from .models import HealthScan, HealthScanRow
 from .selectors import Count as DisplayCount
-from .selectors import capped_count, is_lost, removed_target_rows
+from .selectors import capped_count
 from .services import check_entity_type, reference_change_set, unlinked_source_rows
 
 LOST = "lost"
@@ -476,12 +477,14 @@ class EntityHealth:
         return int(self.lost) + int(self.duplicates) + int(self.twins) + int(self.reused)
 
 
-def entity_health(integration, record_type: str) -> EntityHealth:
+def entity_health(integration, record_type: str, kept: counts.Counts | None = None) -> EntityHealth:
+    """What Health finds for one entity type; `kept` (its kept counts) when already read."""
     check_entity_type(integration, record_type)
+    kept = kept or counts.counts_of(integration, record_type)
     health = EntityHealth(
         record_type=record_type,
-        unlinked=capped_count(unlinked_source_rows(integration, record_type)),
-        lost=capped_count(lost_rows(integration, record_type)),
+        unlinked=DisplayCount(kept.unlinked),
+        lost=DisplayCount(kept.lost),
         duplicates=DisplayCount(0),
         twins=DisplayCount(0),
         reused=capped_count(reused_rows(integration, record_type)),
@@ -639,7 +642,8 @@ def pairs_from_scan(integration, record_type: str, finding: str, rows) -> list[P
 
 
 def overview(integration) -> list[EntityHealth]:
-    return [entity_health(integration, t) for t in integration.synced_entity_types]
+    kept = counts.kept_counts(integration)
+    return [entity_health(integration, t, kept[t]) for t in integration.synced_entity_types]
 
 
 def plural(record_type: str, n: int) -> str:

@@ -23,7 +23,8 @@ from django.db import OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 
-from records.models import Batch, BatchChange, RemoteId
+from records.counts import is_lost
+from records.models import RemoteId
 
 LINKED_CHOICES = (
     ("all", "All"),
@@ -85,29 +86,6 @@ def base_reference_rows(integration, record_type: str):
             target_remote_ref=Subquery(target.values("remote_ref")[:1]),
         )
     )
-
-
-# Removals that were the point of a fix (the id is gone remotely, or belongs to something
-# else now): what they unlinked is not "lost", and putting it back would undo the fix.
-DELIBERATE_REMOVALS = (Batch.Kind.RECONCILE, Batch.Kind.UNLINK_REUSED)
-
-
-def removed_target_rows(integration):
-    """Target rows taken away by a change that was not undone: what lost a link."""
-    return (
-        BatchChange.objects.for_tenant(integration.tenant)
-        .filter(
-            change=BatchChange.Change.REMOVED,
-            connection=integration.target,
-            batch__restored_at__isnull=True,
-        )
-        .exclude(batch__kind__in=DELIBERATE_REMOVALS)
-    )
-
-
-def is_lost(integration):
-    """A condition on source rows: their record had a target id that a change removed."""
-    return Exists(removed_target_rows(integration).filter(record_id=OuterRef("record_id")))
 
 
 def filter_linked(rows, integration, linked: str):

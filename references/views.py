@@ -24,6 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from integrations.models import EntityType, Integration
 from integrations.tenancy import TenantMixin
 from integrations.views import ENTITY_SLUGS
+from records import counts
 from records.errors import DomainError, StaleEdit
 from records.jobs import active_restore, jobs_to_show
 from records.models import AuditEntry, Batch, Record
@@ -59,10 +60,12 @@ class ReferencesMixin(TenantMixin):
 
     @cached_property
     def integration(self):
-        return self.get_object_or_404(
+        integration = self.get_object_or_404(
             Integration.objects.select_related("source__connector", "target__connector"),
             pk=self.kwargs["integration_id"],
         )
+        integration.tenant = self.tenant  # the membership's, already loaded: no query
+        return integration
 
     @cached_property
     def entity(self) -> str:
@@ -126,6 +129,12 @@ class ReferencesMixin(TenantMixin):
     def filter_data(self):
         """Filter state: the query string on GET, the included filter form on POST."""
         return self.request.GET if self.request.method == "GET" else self.request.POST
+
+    @property
+    def kept_counts(self) -> dict[str, counts.Counts]:
+        """Linked, unlinked and lost per entity type, as the change engine keeps them: exact,
+        one query (records.counts). Read afresh each time: a change may have just moved them."""
+        return counts.kept_counts(self.integration)
 
     def base_context(self) -> dict:
         integration = self.integration
@@ -212,13 +221,13 @@ class ReferencesMixin(TenantMixin):
         """Tabs and the Linked filter with their counts (also sent out-of-band after changes)."""
         _, params, per_page = self.filter_state()
         state = {**params, "per_page": per_page}
+        kept = self.kept_counts
         return {
             **self.base_context(),
             "params": params,
-            "tabs": self.tabs(),
-            "unlinked_count": capped_count(
-                services.unlinked_source_rows(self.integration, self.record_type)
-            ),
+            "tabs": self.tabs(kept),
+            "kept": kept[self.record_type],
+            "unlinked_count": Count(kept[self.record_type].unlinked),
             "linked_links": [
                 (value, label, self.list_url(**{**state, "linked": value}))
                 for value, label in LINKED_CHOICES
@@ -258,12 +267,23 @@ class ReferencesMixin(TenantMixin):
             row.loss = lost.get(row.record_id)
         state = {**params, "per_page": per_page}
         filtered = bool(params["q"] or params["linked"] != "all" or params["modified_after"])
-        counts = self.counts_context()
+        tab_counts = self.counts_context()
         only_unlinked = params["linked"] == "unlinked" and not (
             params["q"] or params["modified_after"]
         )
-        linked_count = next(tab["count"] for tab in counts["tabs"] if tab["current"])
-        unlinked_count = counts["unlinked_count"]
+        # The other Linked filters alone are kept counts too.
+        kept = tab_counts["kept"]
+        kept_total = (
+            None
+            if params["q"] or params["modified_after"]
+            else {
+                "linked": Count(kept.linked),
+                "lost": Count(kept.lost),
+                "never": Count(kept.never_linked),
+            }.get(params["linked"])
+        )
+        linked_count = next(tab["count"] for tab in tab_counts["tabs"] if tab["current"])
+        unlinked_count = tab_counts["unlinked_count"]
         # Unfiltered, the table is the tab's linked references plus the unlinked ones: the
         # footer says so with the same two numbers, so the counts on the page agree.
         split = (
@@ -274,13 +294,13 @@ class ReferencesMixin(TenantMixin):
         if split:
             total = Count(linked_count.value + unlinked_count.value)
         elif only_unlinked and pinned is None:
-            # Its total is the count the filter shows, counted once (counting a 5% anti-join
-            # again cost 180 ms at a million references).
-            total = unlinked_count
+            total = unlinked_count  # the count the filter shows
+        elif kept_total is not None and pinned is None:
+            total = kept_total
         else:
             total = capped_count(rows)
         return {
-            **counts,
+            **tab_counts,
             "filterset": filterset,
             "per_page": per_page,
             "page_sizes": PAGE_SIZES,
@@ -317,13 +337,13 @@ class ReferencesMixin(TenantMixin):
             "delete_all_url": self.url("delete_all"),
         }
 
-    def tabs(self) -> list[dict]:
+    def tabs(self, kept) -> list[dict]:
         return [
             {
                 "entity": ENTITY_SLUGS[record_type],
                 "label": EntityType(record_type).label,
                 "url": self.list_url(ENTITY_SLUGS[record_type]),
-                "count": capped_count(services.linked_target_rows(self.integration, record_type)),
+                "count": Count(kept[record_type].linked),
                 "current": record_type == self.record_type,
             }
             for record_type in self.integration.synced_entity_types
@@ -580,8 +600,8 @@ class DeleteAllView(ReferencesMixin, View):
         return self.render_page(DeleteAllForm(expected=self.entity))
 
     def render_page(self, form, status=200):
-        count = services.count_references(self.integration, self.record_type)
-        unlinked = services.count_unlinked(self.integration, self.record_type)
+        kept = self.kept_counts[self.record_type]
+        count, unlinked = kept.linked, kept.unlinked
         context = {
             **self.base_context(),
             "form": form,
@@ -599,7 +619,7 @@ class DeleteAllView(ReferencesMixin, View):
         form = DeleteAllForm(request.POST, expected=self.entity)
         if not form.is_valid():
             return self.render_page(form, status=422)
-        count = services.count_references(self.integration, self.record_type)
+        count = self.kept_counts[self.record_type].linked
         job = services.start_delete_all_job(self.integration, self.record_type, self.actor, count)
         if job is not None:
             messages.info(

@@ -23,13 +23,14 @@ from integrations.models import EntityType, Integration
 from integrations.tenancy import TenantMixin
 from integrations.views import ENTITY_SLUGS
 from records import jobs
+from records.counts import counts_of
 from records.errors import DomainError
 from records.models import AuditEntry, Batch
 from records.services import Actor
 
 from . import exports, health, imports, suggestions
 from .models import ImportUpload
-from .services import count_unlinked, restore_batch, start_restore_job
+from .services import restore_batch, start_restore_job
 
 RECORD_TYPES = {slug: record_type for record_type, slug in ENTITY_SLUGS.items()}
 SHOWN_ROWS = 200  # rejected rows / changes listed on the preview
@@ -210,7 +211,7 @@ class ImportView(BackfillMixin, TemplateView):
         """The Health page's forecast for after the import: the unlinked records it links
         are no longer created by the next sync."""
         linked_now = sum(1 for row in new if row.source_row is not None and not row.target_row)
-        unlinked = count_unlinked(self.integration, self.record_type)
+        unlinked = counts_of(self.integration, self.record_type).unlinked
         return health.creates_after(
             self.integration, self.record_type, max(0, unlinked - linked_now)
         )

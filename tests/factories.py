@@ -2,7 +2,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from integrations.models import Connection, Connector, Integration, Membership, Reseller, Tenant
-from records.models import CustomData, Record, RemoteId, writing
+from records.models import CustomData, Record, ReferenceCount, RemoteId, writing
 
 PASSWORD = "correct horse battery staple"
 
@@ -92,7 +92,11 @@ class RemoteIdFactory(factory.django.DjangoModelFactory):
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
         with writing():
-            return super()._create(model_class, *args, **kwargs)
+            row = super()._create(model_class, *args, **kwargs)
+            # Written past the engine, so its kept counts are stale: they are counted again
+            # when next read (as after bench/load.py's bulk load, which ends with a recount).
+            ReferenceCount.objects.filter(tenant_id=row.tenant_id).delete()
+            return row
 
     record = factory.SubFactory(RecordFactory)
     tenant = factory.SelfAttribute("record.tenant")

@@ -12,8 +12,8 @@ from tests.factories import RecordFactory, make_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIRS = ["config", "integrations", "records", "references", "common", "demo"]
-ENGINE = {"records/changes.py", "records/models.py"}
-GUARDED = {"RemoteId", "Batch", "BatchChange"}
+ENGINE = {"records/changes.py", "records/counts.py", "records/models.py"}
+GUARDED = {"RemoteId", "Batch", "BatchChange", "ReferenceCount"}
 WRITE_VERBS = {
     "create",
     "bulk_create",
@@ -25,7 +25,7 @@ WRITE_VERBS = {
     "save",
 }
 RAW_WRITE = re.compile(
-    r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY|TRUNCATE)\s+\"?records_(remoteid|batch|batchchange)\b",
+    r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY|TRUNCATE)\s+\"?records_(remoteid|batch|batchchange|referencecount)\b",
     re.IGNORECASE,
 )
 

@@ -89,17 +89,19 @@ def test_record_page_shows_remote_ids_and_is_404_for_another_tenant(admin_client
     assert admin_client.get(f"/t/other/records/{theirs.local_id}/").status_code == 404
 
 
-def test_tenant_home_does_not_count_large_sets_exactly(admin_client, world, monkeypatch):
-    from references import selectors
+def test_tenant_home_counts_are_the_exact_counts_the_engine_keeps(admin_client, world):
+    from references.services import ReferenceInput, add_reference
     from tests.factories import make_reference
 
-    monkeypatch.setattr(selectors, "COUNT_CAP", 2)
-    monkeypatch.setattr(selectors, "SQLITE_COUNT_CAP", 2)
     for n in range(3):
         make_reference(world.integration, source_id=f"S{n}", target_id=f"T{n}")
+    make_reference(world.integration, source_id="U1")
+    admin_client.get("/t/acme/")  # counted once, then kept
+    add_reference(world.integration, "order", ReferenceInput("S9", "T9"), world.actor)
 
     response = admin_client.get("/t/acme/")
 
     orders = next(e for e in response.context["rows"][0]["entities"] if e["entity"] == "orders")
-    assert not orders["references"].exact
-    assert "about" in response.text or "more than" in response.text
+    assert orders["references"].exact and orders["references"].value == 4
+    assert int(orders["health"].unlinked) == 1
+    assert "about" not in response.text and "more than" not in response.text

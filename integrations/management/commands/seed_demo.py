@@ -12,6 +12,7 @@ from django.utils import timezone
 from integrations import apikeys
 from integrations.models import Connection, Connector, Integration, Membership, Reseller, Tenant
 from records import changes
+from records.counts import recount_all
 from records.models import AuditEntry, Batch, CustomData, Record, RemoteId
 from records.services import Actor, create_record_with_remote_id
 from references.services import (
@@ -61,6 +62,9 @@ class Command(BaseCommand):
             world = self.build_world()
             created = self.build_records(world)
             self.build_users(world)
+        # The kept reference counts (records.counts), counted afresh after a (re)seed.
+        for tenant in Tenant.objects.filter(slug__in=["acme", "bergstrom"]):
+            recount_all(tenant)
         self.report(world, created)
 
     # --- structure -------------------------------------------------------------------
