@@ -230,3 +230,18 @@ def test_at_800_px_the_record_page_cuts_nothing_off_and_breaks_no_word(
     expect(editing.get_by_role("button", name="Save")).to_be_visible()
     assert_same_widths(shown, table.evaluate(HEADER_WIDTHS))
     assert_nothing_cut_off(page)
+
+
+@pytest.mark.parametrize("viewport", [WIDE, NARROW], ids=["1280px", "800px"])
+def test_who_changed_a_row_shows_once(live_server, page: Page, orders, viewport):
+    """Wide, in the By column; narrow, under the time (the By column gives way)."""
+    page.set_viewport_size(viewport)
+    log_in(page, live_server, "anna", orders_url(orders))
+    row = group(page, orders.linked).locator("tr").first
+    inline, column = row.locator(".by-inline"), row.locator(".col-by .by")
+    if viewport == WIDE:
+        expect(inline).to_be_hidden()
+        expect(column).to_be_visible()
+    else:
+        expect(inline).to_be_visible()
+        expect(column).to_be_hidden()
