@@ -260,6 +260,16 @@ def test_a_worker_killed_mid_job_leaves_nothing_half_applied(world):
         assert job.phase == "Marking the records changed", job.phase
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
+        # PostgreSQL notices a vanished client only when it next talks to it: end the dead
+        # worker's session as it would, so its open transaction rolls back now and cannot
+        # race the test's teardown (a TRUNCATE of every table) for locks.
+        with blocker.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND pid <> %s",
+                [connection.connection.info.backend_pid],
+            )
     finally:
         blocker.rollback()
         blocker.close()
