@@ -60,6 +60,15 @@ class ActorNameAdmin(ReadOnlyAdmin):
             return format_html('<span title="{}">{}</span>', actor, name)
         return short_text(actor, 30)
 
+    # The columns the batch, audit and job lists share.
+    @admin.display(description="Created at", ordering="created_at")
+    def when(self, obj):
+        return short_time(obj.created_at)
+
+    @admin.display(description="Actor", ordering="actor")
+    def actor_name(self, obj):
+        return self.actor_column(obj)
+
 
 @admin.register(Record)
 class RecordAdmin(ActorNameAdmin):
@@ -115,17 +124,9 @@ class BatchAdmin(ActorNameAdmin):
     list_display = ["when", "kind", "short_description", "row_count", "actor_name", "restored"]
     list_filter = ["kind"]
 
-    @admin.display(description="Created at", ordering="created_at")
-    def when(self, obj):
-        return short_time(obj.created_at)
-
     @admin.display(description="Description", ordering="description")
     def short_description(self, obj):
         return short_text(obj.description, 60)
-
-    @admin.display(description="Actor", ordering="actor")
-    def actor_name(self, obj):
-        return self.actor_column(obj)
 
     @admin.display(description="Restored at", ordering="restored_at")
     def restored(self, obj):
@@ -138,14 +139,6 @@ class AuditEntryAdmin(ActorNameAdmin):
     list_filter = ["action"]
     search_fields = ["=local_id", "actor"]
     show_full_result_count = False
-
-    @admin.display(description="Created at", ordering="created_at")
-    def when(self, obj):
-        return short_time(obj.created_at)
-
-    @admin.display(description="Actor", ordering="actor")
-    def actor_name(self, obj):
-        return self.actor_column(obj)
 
     @admin.display(description="Record", ordering="local_id")
     def record_local_id(self, obj):
@@ -168,10 +161,6 @@ class JobAdmin(ActorNameAdmin):
     ]
     list_filter = ["state", "kind"]
     list_select_related = ["tenant"]
-
-    @admin.display(description="Created at", ordering="created_at")
-    def when(self, obj):
-        return short_time(obj.created_at)
 
     @admin.display(description="Description", ordering="description")
     def short_description(self, obj):
