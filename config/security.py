@@ -26,6 +26,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.views import defaults
 
+from common.errors import error_body
+
 logger = logging.getLogger("refdesk.security")
 
 
@@ -78,10 +80,8 @@ def _wants_json(request) -> bool:
 
 
 def _json_error(detail: str, code: str, status: int) -> JsonResponse:
-    # The API's one error shape (records.api.error_body), so clients parse a 503 like a 422.
-    return JsonResponse(
-        {"detail": detail, "code": code, "errors": [], "heldBy": None}, status=status
-    )
+    # The API's one error shape, so clients parse a 503 like a 422.
+    return JsonResponse(error_body(detail, code), status=status)
 
 
 def database_unavailable_response(request) -> HttpResponse:

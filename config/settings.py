@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "integrations",
     "records",
     "references",
+    "demo",
 ]
 
 MIDDLEWARE = [

@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 
 from integrations import views as integration_views
 from records.api import api as records_api
+from references.views_home import TenantHomeView
 
 urlpatterns = [
     path("", integration_views.home, name="home"),
@@ -19,7 +20,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", records_api.urls),
-    path("t/<slug:tenant_slug>/", integration_views.TenantHomeView.as_view(), name="tenant-home"),
+    path("t/<slug:tenant_slug>/", TenantHomeView.as_view(), name="tenant-home"),
     path("t/<slug:tenant_slug>/", include("integrations.urls")),
     path("t/<slug:tenant_slug>/", include("references.urls")),
     path("t/<slug:tenant_slug>/", include("records.urls")),

@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
+from common.entities import EntityType
+
 
 def new_hex_id() -> str:
     """32 lowercase hex characters: the platform's id format for connections and records."""
@@ -12,16 +14,6 @@ def new_hex_id() -> str:
 
 
 HEX32_PATTERN = r"^[0-9a-f]{32}$"
-
-
-class EntityType(models.TextChoices):
-    """Record types shown as tabs on the References page (other record types may exist)."""
-
-    ARTICLE = "article", "Articles"
-    CUSTOMER = "customer", "Customers"
-    ORDER = "order", "Orders"
-    STOCK = "stock", "Stock"
-
 
 # What says two records are the same thing (references.health, suggested links): the remote
 # ref, or a field of the record's data. Each integration may choose its own per entity type.

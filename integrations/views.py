@@ -1,24 +1,12 @@
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.generic import TemplateView
-
-from records.counts import kept_counts
-from references.health import entity_health
-from references.selectors import Count
 
 from . import apikeys
 from .forms import LoginForm
-from .models import Connection, EntityType, Integration, Membership
+from .models import Connection, Membership
 from .tenancy import TenantMixin
-
-ENTITY_SLUGS = {
-    EntityType.ARTICLE: "articles",
-    EntityType.CUSTOMER: "customers",
-    EntityType.ORDER: "orders",
-    EntityType.STOCK: "stock",
-}
 
 
 class LoginView(auth_views.LoginView):
@@ -46,61 +34,6 @@ def home(request):
     if len(memberships) == 1 and "pick" not in request.GET:
         return redirect("tenant-home", tenant_slug=memberships[0].tenant.slug)
     return render(request, "integrations/tenant_picker.html", {"memberships": memberships})
-
-
-class TenantHomeView(TenantMixin, TemplateView):
-    template_name = "integrations/tenant_home.html"
-
-    def get_context_data(self, **kwargs):
-        integrations = list(
-            self.scoped(Integration).select_related("source__connector", "target__connector")
-        )
-        rows = []
-        for integration in integrations:
-            entities = []
-            kept = kept_counts(integration)
-            for record_type in integration.synced_entity_types:
-                slug = ENTITY_SLUGS[record_type]
-                url = reverse(
-                    "references:list",
-                    kwargs={
-                        "tenant_slug": self.tenant.slug,
-                        "integration_id": integration.pk,
-                        "entity": slug,
-                    },
-                )
-                health_url = reverse(
-                    "references:health",
-                    kwargs={
-                        "tenant_slug": self.tenant.slug,
-                        "integration_id": integration.pk,
-                        "entity": slug,
-                    },
-                )
-                entities.append(
-                    {
-                        "entity": slug,
-                        "label": EntityType(record_type).label,
-                        # Kept by the change engine, as on the References tabs: exact.
-                        "references": Count(kept[record_type].linked),
-                        "health": entity_health(integration, record_type, kept[record_type]),
-                        "url": url,
-                        "health_url": health_url,
-                    }
-                )
-            rows.append(
-                {
-                    "integration": integration,
-                    "entities": entities,
-                    "health_url": reverse(
-                        "references:health-overview",
-                        kwargs={"tenant_slug": self.tenant.slug, "integration_id": integration.pk},
-                    ),
-                }
-            )
-        return super().get_context_data(
-            tenant=self.tenant, integrations=integrations, rows=rows, **kwargs
-        )
 
 
 class ConnectionListView(TenantMixin, TemplateView):

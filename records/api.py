@@ -17,10 +17,11 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 from ninja.openapi.docs import Swagger
 from ninja.security import HttpBasicAuth
 
+from common.errors import DomainError, InvalidValue, error_body
 from integrations import apikeys, throttling
 
 from . import services
-from .errors import Conflict, DomainError, InvalidValue, VersionMismatch
+from .errors import Conflict, VersionMismatch
 from .schemas import (
     RECORD_TYPE_DESCRIPTION,
     RECORD_TYPE_REGEX,
@@ -106,10 +107,6 @@ PARAM_SOURCES = {"body", "query", "path", "header", "cookie", "form"}
 def wire_field(field: str) -> str:
     """`custom_data.|x-a|k.module_id` -> `customData.|x-a|k.moduleId`."""
     return ".".join(WIRE_NAMES.get(part, part) for part in field.split("."))
-
-
-def error_body(detail: str, code: str, errors=(), held_by=None) -> dict:
-    return {"detail": detail, "code": code, "errors": list(errors), "heldBy": held_by}
 
 
 @api.exception_handler(DomainError)

@@ -33,11 +33,12 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from common.errors import DomainError, InvalidValue
 from integrations.models import Connection, Integration
 
 from . import counts
 from .audit import Actor, audit_entry, mark_changed, source_connection_id, write_audit
-from .errors import Conflict, DomainError, InvalidValue, StaleEdit
+from .errors import Conflict, StaleEdit
 from .models import (
     AuditEntry,
     Batch,

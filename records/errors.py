@@ -1,20 +1,9 @@
-"""Errors the domain services raise. Views turn them into field errors, the API into 4xx JSON."""
+"""Errors about records: an id another record holds, a record changed since it was read.
 
+The generic ones (DomainError, InvalidValue, NotAllowed) are in common/errors.py.
+"""
 
-class DomainError(Exception):
-    """A rule refused the change. `message` is written for the person who asked for it."""
-
-    status = 422
-
-    def __init__(self, message: str, *, field: str | None = None, code: str = "invalid"):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.code = code
-
-
-class InvalidValue(DomainError):
-    """Input that can never be valid: empty id, control characters, a value of the wrong type."""
+from common.errors import DomainError
 
 
 class Conflict(DomainError):
@@ -50,9 +39,3 @@ class VersionMismatch(DomainError):
     def __init__(self, message: str, *, current_version: int):
         super().__init__(message, code="version_mismatch")
         self.current_version = current_version
-
-
-class NotAllowed(DomainError):
-    """The actor may not make this change (e.g. a connection writing another's remote id)."""
-
-    status = 403

@@ -3,9 +3,10 @@ and turn each DomainError into an error next to the field it names."""
 
 from django import forms
 
+from common.errors import DomainError
 from integrations.models import Connection
 
-from .errors import DomainError, StaleEdit
+from .errors import StaleEdit
 from .models import CustomData
 from .services import CustomDataInput, require_self_made_module, set_custom_data
 from .validation import (

@@ -30,9 +30,10 @@ from django.db import (
 from django.utils import timezone
 from django_tasks import task
 
+from common.errors import DomainError
+
 from . import changes
 from .audit import Actor
-from .errors import DomainError
 from .models import Batch, Job
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from django.db import connection as db_connection
 from django.db.models import Q
 
-from integrations.models import EntityType, Integration
+from common.entities import EntityType
+from common.paging import Keyset, parse_hex32, parse_moment
+from integrations.models import Integration
 
 from .models import AuditEntry, BatchChange, Record
 
@@ -29,6 +31,26 @@ def type_label(record_type: str) -> str:
     if record_type in STANDARD_TYPES:
         return EntityType(record_type).label
     return record_type.replace("_", " ").capitalize()
+
+
+def modified_keyset(name: str, descending: bool, *, record: str = "record__") -> Keyset:
+    """Paging by when records changed, local_id as the tie-break (record_delta_sync_idx).
+
+    `record` is the path from a row to its record: "record__" for remote ids, "" for records.
+    """
+
+    def values(row):
+        record_of_row = row.record if record else row
+        return record_of_row.last_modified.isoformat(), record_of_row.local_id
+
+    return Keyset(
+        name, f"{record}last_modified", f"{record}local_id", descending, values,
+        parse_moment, parse_hex32,
+    )  # fmt: skip
+
+
+# The Records list: newest first.
+RECORDS_KEYSET = modified_keyset("records", True, record="")
 
 
 def record_types_in_use(tenant) -> list[str]:

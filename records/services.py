@@ -17,11 +17,12 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, Q
 
+from common.errors import DomainError, InvalidValue, NotAllowed
 from integrations.models import Connection
 
 from . import changes
 from .audit import Actor, mark_changed, source_connection_id, touch_record, write_audit
-from .errors import Conflict, DomainError, InvalidValue, NotAllowed, StaleEdit, VersionMismatch
+from .errors import Conflict, StaleEdit, VersionMismatch
 from .models import AuditEntry, Batch, CustomData, Record, RemoteId
 from .validation import (
     SELF_MADE_MODULE_PREFIX,

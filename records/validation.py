@@ -4,7 +4,7 @@ import json
 import re
 from decimal import Decimal, InvalidOperation
 
-from .errors import InvalidValue
+from common.errors import InvalidValue
 
 MAX_ID_LENGTH = 255
 MAX_SOURCE_CODE_LENGTH = 100

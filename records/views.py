@@ -14,15 +14,16 @@ from django.views import View
 from django.views.generic import TemplateView
 from django_htmx.http import reswap, retarget
 
-from integrations.models import EntityType, Integration
+from common.entities import EntityType, slug_of
+from common.paging import DEFAULT_PAGE_SIZE, PAGE_SIZES, paged
+from integrations.models import Integration
 from integrations.tenancy import TenantMixin
-from integrations.views import ENTITY_SLUGS
-from references.selectors import DEFAULT_PAGE_SIZE, PAGE_SIZES, RECORDS_KEYSET, paged
 
 from .filters import RecordFilterSet
 from .forms import CustomDataAddForm, CustomDataEditForm, owned_by_connector
 from .models import CustomData, Job, Record, RemoteId
 from .queries import (
+    RECORDS_KEYSET,
     STANDARD_TYPES,
     leading_remote_id,
     record_history,
@@ -46,7 +47,7 @@ def _positive_int(value, default: int) -> int:
 
 def references_url(tenant_slug: str, integration, record_type: str, remote_id: str = "") -> str:
     """The References page of one integration, searching for `remote_id` if given."""
-    slug = ENTITY_SLUGS.get(record_type)
+    slug = slug_of(record_type)
     if slug is None:
         return ""
     url = reverse(

@@ -3,7 +3,8 @@ characters, conflicts) are in references.services, whose errors the views attach
 
 from django import forms
 
-from records.errors import Conflict, DomainError
+from common.errors import DomainError
+from records.errors import Conflict
 from references.services import ReferenceInput
 
 

@@ -31,15 +31,16 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from integrations.models import REMOTE_REF, EntityType
+from common.counting import Count as DisplayCount
+from common.counting import capped_count
+from common.entities import EntityType
+from integrations.models import REMOTE_REF
 from records import changes, counts, jobs
 from records.audit import Actor, write_audit
 from records.counts import is_lost, removed_target_rows
 from records.models import AuditEntry, Batch, Job, Record, RemoteId, RemoteIdFingerprint
 
 from .models import HealthScan, HealthScanRow
-from .selectors import Count as DisplayCount
-from .selectors import capped_count
 from .services import check_entity_type, reference_change_set, unlinked_source_rows
 
 LOST = "lost"

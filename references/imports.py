@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 
+from common.errors import DomainError
 from records import changes
 from records.audit import Actor
-from records.errors import DomainError
 from records.models import AuditEntry, Batch
 
 from .services import reference_change_set

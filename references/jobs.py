@@ -1,9 +1,9 @@
 """Job kinds of the References pages (records.jobs runs them): a large CSV import, and the
 comparison and fix of a large reconcile export."""
 
+from common.errors import DomainError
 from records import changes
 from records.audit import Actor
-from records.errors import DomainError
 from records.jobs import job_kind
 from records.models import Job
 

@@ -34,9 +34,9 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from common.errors import DomainError
 from records import changes
 from records.audit import Actor
-from records.errors import DomainError
 from records.models import AuditEntry, Batch, RemoteId
 
 from .health import key_expression, target_only_rows

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef
 
+from common.errors import InvalidValue
 from records import changes, jobs
 from records.audit import Actor
 from records.changes import (  # noqa: F401 (the References page's vocabulary)
@@ -19,7 +20,6 @@ from records.changes import (  # noqa: F401 (the References page's vocabulary)
     linked_target_rows,
     reference_snapshot,
 )
-from records.errors import InvalidValue
 from records.models import AuditEntry, Batch, Job, Record, RemoteId
 from records.validation import clean_remote_id, clean_remote_ref
 

@@ -19,9 +19,9 @@ from django.db.models import CharField, Count, Exists, F, OuterRef, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
+from common.errors import DomainError, InvalidValue
 from records import changes
 from records.audit import Actor
-from records.errors import DomainError, InvalidValue
 from records.models import AuditEntry, Batch, Record, RemoteId
 
 from .services import check_entity_type, reference_change_set, unlinked_source_rows

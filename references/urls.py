@@ -1,12 +1,14 @@
 from django.urls import path, re_path
 
+from common.entities import SLUG_REGEX
+
 from . import views
 from . import views_backfill as backfill
 from . import views_health as health
 
 app_name = "references"
 
-ENTITY = r"(?P<entity>articles|customers|orders|stock)"
+ENTITY = rf"(?P<entity>{SLUG_REGEX})"
 BASE = r"^integrations/(?P<integration_id>[0-9]+)/references/" + ENTITY + "/"
 RECORD = BASE + r"(?P<local_id>[0-9a-f]{32})/"
 HEALTH = r"^integrations/(?P<integration_id>[0-9]+)/health/"

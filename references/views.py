@@ -21,11 +21,14 @@ from django.utils.html import format_html
 from django.views import View
 from django_htmx.http import HttpResponseClientRedirect
 
-from integrations.models import EntityType, Integration
+from common.counting import Count, capped_count
+from common.entities import EntityType, record_type_of, slug_of
+from common.errors import DomainError
+from common.paging import DEFAULT_PAGE_SIZE, PAGE_SIZES, paged
+from integrations.models import Integration
 from integrations.tenancy import TenantMixin
-from integrations.views import ENTITY_SLUGS
 from records import counts
-from records.errors import DomainError, StaleEdit
+from records.errors import StaleEdit
 from records.jobs import active_restore, jobs_to_show
 from records.models import AuditEntry, Batch, Record
 from records.queries import record_history
@@ -34,19 +37,8 @@ from records.services import Actor
 from . import health, services
 from .filters import DEFAULTS, ReferenceFilterSet
 from .forms import DeleteAllForm, EditReferenceForm, ReferenceForm
-from .selectors import (
-    DEFAULT_PAGE_SIZE,
-    KEYSETS,
-    LINKED_CHOICES,
-    PAGE_SIZES,
-    Count,
-    base_reference_rows,
-    capped_count,
-    matched_side,
-    paged,
-)
+from .selectors import KEYSETS, LINKED_CHOICES, base_reference_rows, matched_side
 
-SLUG_TO_TYPE = {slug: record_type for record_type, slug in ENTITY_SLUGS.items()}
 BANNER_HOURS = 24
 HISTORY_LIMIT = 25
 
@@ -73,7 +65,7 @@ class ReferencesMixin(TenantMixin):
 
     @cached_property
     def record_type(self) -> str:
-        record_type = SLUG_TO_TYPE.get(self.entity)
+        record_type = record_type_of(self.entity)
         if record_type is None or record_type not in self.integration.synced_entity_types:
             raise Http404("This integration does not sync that entity type.")
         return record_type
@@ -245,7 +237,7 @@ class ReferencesMixin(TenantMixin):
         if pinned is not None:
             rows = rows.exclude(record=pinned)
         # Keyset paging ("Next"/"Previous" carry a row position), except for search results,
-        # which are ordered by match rank and short; see selectors.keyset_page.
+        # which are ordered by match rank and short; see common.paging.keyset_page.
         keyset = KEYSETS.get(params["sort"]) if not params["q"] and pinned is None else None
         page, after, before = paged(
             rows,
@@ -340,9 +332,9 @@ class ReferencesMixin(TenantMixin):
     def tabs(self, kept) -> list[dict]:
         return [
             {
-                "entity": ENTITY_SLUGS[record_type],
+                "entity": slug_of(record_type),
                 "label": EntityType(record_type).label,
-                "url": self.list_url(ENTITY_SLUGS[record_type]),
+                "url": self.list_url(slug_of(record_type)),
                 "count": Count(kept[record_type].linked),
                 "current": record_type == self.record_type,
             }
@@ -793,7 +785,7 @@ class RestoreBatchView(TenantMixin, View):
 
     def redirect_to_tab(self, batch, *, full_page: bool = False):
         request = self.request
-        entity = ENTITY_SLUGS.get(batch.record_type)
+        entity = slug_of(batch.record_type)
         if batch.integration is None or entity is None:
             return HttpResponseRedirect(reverse("tenant-home", args=[self.tenant.slug]))
         view = ReferencesMixin()

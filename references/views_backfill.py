@@ -19,12 +19,12 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import TemplateView, View
 
-from integrations.models import EntityType, Integration
+from common.entities import EntityType, record_type_of, slug_of
+from common.errors import DomainError
+from integrations.models import Integration
 from integrations.tenancy import TenantMixin
-from integrations.views import ENTITY_SLUGS
 from records import jobs
 from records.counts import counts_of
-from records.errors import DomainError
 from records.models import AuditEntry, Batch
 from records.services import Actor
 
@@ -32,7 +32,6 @@ from . import exports, health, imports, suggestions
 from .models import ImportUpload
 from .services import restore_batch, start_restore_job
 
-RECORD_TYPES = {slug: record_type for record_type, slug in ENTITY_SLUGS.items()}
 SHOWN_ROWS = 200  # rejected rows / changes listed on the preview
 UPLOADS_KEPT_FOR = timedelta(days=1)
 
@@ -54,7 +53,7 @@ class _ResolveIntegration:
             pk=kwargs["integration_id"],
         )
         self.entity = kwargs["entity"]
-        self.record_type = RECORD_TYPES.get(self.entity)
+        self.record_type = record_type_of(self.entity)
         if self.record_type not in self.integration.synced_entity_types:
             raise Http404("This integration does not sync that entity type.")
         if self.admin_only and not request.membership.is_admin:
@@ -100,7 +99,7 @@ def undo_form(request, batch: Batch, label: str = "Undo", *, next_url: str = "")
         kwargs={
             "tenant_slug": batch.tenant.slug,
             "integration_id": batch.integration_id,
-            "entity": ENTITY_SLUGS[batch.record_type],
+            "entity": slug_of(batch.record_type),
             "batch_id": batch.pk,
         },
     )

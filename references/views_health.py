@@ -18,18 +18,18 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.views.generic import TemplateView, View
 
+from common.entities import slug_of
+from common.errors import DomainError
+from common.paging import Keyset, paged
 from integrations.models import REMOTE_REF, Integration
 from integrations.tenancy import TenantMixin
-from integrations.views import ENTITY_SLUGS
 from records import changes, jobs
 from records.audit import Actor
-from records.errors import DomainError
 from records.models import Job, Record, RemoteId
 
 from . import health, reconcile
 from .imports import escape_cell
 from .models import ReconcileLine, ReconcileUpload
-from .selectors import Keyset, paged
 from .services import unlinked_source_rows
 from .views_backfill import BackfillMixin, undo_form
 
@@ -58,7 +58,7 @@ class HealthOverviewView(TenantMixin, TemplateView):
         scan_job = health.start_scan(integration, integration.synced_entity_types, actor)
         rows = []
         for entity_health in health.overview(integration):
-            entity = ENTITY_SLUGS[entity_health.record_type]
+            entity = slug_of(entity_health.record_type)
             rows.append(
                 {
                     "health": entity_health,

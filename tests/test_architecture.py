@@ -1,11 +1,18 @@
-"""One writer of remote ids: records.changes. Nothing else in the app writes RemoteId, Batch
-or BatchChange rows, neither through the ORM, nor through the engine's door, nor in raw SQL."""
+"""The rules of docs/architecture.md that a test can hold.
+
+One writer of remote ids: records.changes. Nothing else in the app writes RemoteId, Batch or
+BatchChange rows, neither through the ORM, nor through the engine's door, nor in raw SQL.
+
+Layers one way: each app imports only from its own layer or the ones below it, and none imports
+config.
+"""
 
 import ast
 import re
 from pathlib import Path
 
 import pytest
+from django.apps import apps
 
 from records.models import Batch, BatchChange, RemoteId, WriteOutsideEngine, writing
 from tests.factories import RecordFactory, make_reference
@@ -24,6 +31,11 @@ WRITE_VERBS = {
     "delete",
     "save",
 }
+# Bottom to top: an app may import its own layer and those before it in this list, never one
+# after it. config sits beside the layers: it wires them together (settings, urls, middleware)
+# and may import any of them, while no app imports config (settings come from django.conf).
+LAYERS = ["common", "integrations", "records", "references", "demo"]
+BESIDE = "config"
 RAW_WRITE = re.compile(
     r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY|TRUNCATE)\s+\"?records_(remoteid|batch|batchchange|referencecount)\b",
     re.IGNORECASE,
@@ -122,3 +134,66 @@ class TestTheModelsRefuseWritesOutsideTheEngine:
             pass
         with pytest.raises(WriteOutsideEngine):
             RemoteId.objects.all().delete()
+
+
+# --- layers ---------------------------------------------------------------------------------
+
+
+def imported_modules(source: str):
+    """(line, module) for every absolute import, those inside functions included (ast.walk).
+
+    Relative imports are left out: they cannot leave their own top-level package.
+    """
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+
+
+def upward_imports(source: str, layer: str) -> list[str]:
+    found = []
+    for line, module in imported_modules(source):
+        top = module.partition(".")[0]
+        if top == BESIDE:
+            found.append(f"line {line}: imports {module} (read settings through django.conf)")
+        elif top in LAYERS and LAYERS.index(top) > LAYERS.index(layer):
+            found.append(f"line {line}: imports {module} ({top} is above {layer})")
+    return found
+
+
+def test_every_app_imports_only_its_own_layer_or_below():
+    offenders = {}
+    for layer in LAYERS:
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            if found := upward_imports(path.read_text(encoding="utf-8"), layer):
+                offenders[path.relative_to(ROOT).as_posix()] = found
+    assert offenders == {}, (
+        "Move what is needed down a layer (often to common/), or the importer up"
+    )
+
+
+def test_every_app_of_ours_has_a_layer():
+    ours = {app.label for app in apps.get_app_configs() if Path(app.path).resolve().parent == ROOT}
+    # common is a plain package, not an app: nothing in it needs the app registry.
+    assert ours | {"common"} == set(LAYERS), "Give a new app its layer here and in the docs"
+
+
+def test_the_scan_finds_each_kind_of_upward_import():
+    """The scan above must be able to fail: each kind of upward import is found."""
+    source = (
+        "from references.selectors import reference_rows\n"
+        "import demo.management.commands.seed_demo\n"
+        "def lazily():\n    from records import counts\n"
+        "from config.security import server_error\n"
+        "import config.settings\n"
+    )
+    assert len(upward_imports(source, "integrations")) == 5
+    allowed = (
+        "from common.paging import paged\n"
+        "from integrations import apikeys\n"
+        "from .models import Tenant\n"
+        "from django.conf import settings\n"
+    )
+    assert upward_imports(allowed, "integrations") == []

@@ -1,6 +1,6 @@
 import pytest
 
-from records.errors import InvalidValue, NotAllowed
+from common.errors import InvalidValue, NotAllowed
 from records.models import AuditEntry, CustomData
 from records.services import (
     Actor,

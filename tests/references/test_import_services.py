@@ -2,8 +2,8 @@
 
 import pytest
 
+from common.errors import DomainError
 from records import changes
-from records.errors import DomainError
 from records.models import AuditEntry, Batch, BatchChange, Record, RemoteId
 from references.imports import (
     ImportFileError,

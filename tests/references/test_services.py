@@ -2,7 +2,8 @@
 
 import pytest
 
-from records.errors import Conflict, DomainError, InvalidValue, StaleEdit
+from common.errors import DomainError, InvalidValue
+from records.errors import Conflict, StaleEdit
 from records.models import AuditEntry, Batch, BatchChange, Record, RemoteId, writing
 from records.services import Actor
 from references.services import (

@@ -2,7 +2,7 @@
 
 import pytest
 
-from records.errors import DomainError
+from common.errors import DomainError
 from records.models import AuditEntry, Batch, CustomData, Record, RemoteId, writing
 from references.services import restore_batch
 from references.suggestions import accept_suggestions, find_suggestions, match_fields

@@ -4,9 +4,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from common.counting import capped_count
 from records.models import AuditEntry, Batch, Record, RemoteId
 from references.filters import ReferenceFilterSet
-from references.selectors import capped_count, reference_rows
+from references.selectors import reference_rows
 from references.services import (
     ReferenceInput,
     add_reference,

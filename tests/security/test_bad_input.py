@@ -12,8 +12,8 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from common.errors import DomainError, InvalidValue
 from integrations import apikeys
-from records.errors import DomainError, InvalidValue
 from records.models import AuditEntry, CustomData, Record, RemoteId
 from records.services import CustomDataInput, set_custom_data
 from references.services import ReferenceInput, add_reference

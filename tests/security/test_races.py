@@ -10,7 +10,8 @@ import pytest
 from django.db import connection as default_connection
 from django.db import connections
 
-from records.errors import Conflict, DomainError, StaleEdit
+from common.errors import DomainError
+from records.errors import Conflict, StaleEdit
 from records.models import AuditEntry, BatchChange, RemoteId, writing
 from records.services import Actor
 from references.services import (

@@ -10,8 +10,9 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.models import EntityType, Integration, Tenant
-from records.errors import DomainError
+from common.entities import SLUGS, EntityType, record_type_of
+from common.errors import DomainError
+from integrations.models import Integration, Tenant
 from records.services import Actor
 from references.imports import Kind, apply_import, decode_csv, parse_csv
 from references.imports import plan_import as plan_rows
@@ -22,14 +23,11 @@ SHOWN_REJECTED = 50
 def record_type_for(value: str) -> str:
     """`orders`, `Orders` or `order` all mean the record type `order`."""
     wanted = value.strip().lower()
-    for choice in EntityType:
-        if wanted in (choice.value, choice.label.lower()):
-            return choice.value
-    raise CommandError(
-        f"Unknown entity {value!r}; use one of "
-        + ", ".join(choice.label.lower() for choice in EntityType)
-        + "."
-    )
+    if wanted in EntityType.values:
+        return wanted
+    if record_type := record_type_of(wanted):
+        return record_type
+    raise CommandError(f"Unknown entity {value!r}; use one of {', '.join(SLUGS.values())}.")
 
 
 class Command(BaseCommand):
@@ -39,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("file", help="CSV file (UTF-8, comma or semicolon separated).")
         parser.add_argument("--tenant", required=True, help="Tenant slug, e.g. acme.")
         parser.add_argument("--integration", required=True, type=int, help="Integration id.")
-        parser.add_argument("--entity", required=True, help="articles, customers, orders, stock.")
+        parser.add_argument("--entity", required=True, help=", ".join(SLUGS.values()) + ".")
         parser.add_argument("--dry-run", action="store_true", help="Show the plan; write nothing.")
         parser.add_argument(
             "--as-user",

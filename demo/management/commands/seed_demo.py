@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from common.entities import EntityType
 from integrations import apikeys
 from integrations.models import Connection, Connector, Integration, Membership, Reseller, Tenant
 from records import changes
@@ -30,7 +31,7 @@ CONNECTORS = [
     ("visma", "Visma eEkonomi", Connector.Category.ERP, True),
     ("api", "API connector", Connector.Category.API, False),
 ]
-ALL_TYPES = ["article", "customer", "order", "stock"]
+ALL_TYPES = list(EntityType.values)
 # Per entity type of the main integration: how many records, and how many are unlinked.
 VOLUME = {"article": 600, "customer": 500, "order": 1500, "stock": 400}
 UNLINKED_SHARE = 0.05
