@@ -399,7 +399,8 @@ class Plan:
         self.since = [(since + timedelta(minutes=17 * i)).isoformat() for i in range(64)]
         self.run_id = secrets.token_hex(3)
         # "Next" from deep pages: the position of the last row of pages deep_page - k.
-        from references.selectors import KEYSETS, reference_rows, row_position
+        from references.filters import reference_rows
+        from references.selectors import KEYSETS, row_position
 
         start = (self.deep_page - 7) * self.page_size - 1
         rows = list(reference_rows(world.main, "order")[start : self.deep_page * self.page_size])

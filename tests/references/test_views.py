@@ -5,8 +5,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from records.models import AuditEntry, Batch, Record, RemoteId
-from references.filters import ReferenceFilterSet
-from references.selectors import capped_count, reference_rows
+from references.filters import ReferenceFilterSet, reference_rows
+from references.selectors import capped_count
 from references.services import (
     ReferenceInput,
     add_reference,
