@@ -400,7 +400,8 @@ class Plan:
         self.run_id = secrets.token_hex(3)
         # "Next" from deep pages: the position of the last row of pages deep_page - k.
         from common.paging import row_position
-        from references.selectors import KEYSETS, reference_rows
+        from references.filters import reference_rows
+        from references.selectors import KEYSETS
 
         start = (self.deep_page - 7) * self.page_size - 1
         rows = list(reference_rows(world.main, "order")[start : self.deep_page * self.page_size])

@@ -26,6 +26,13 @@ DEFAULT_MATCH_KEYS = {
 }
 
 
+class TenantQuerySet(models.QuerySet):
+    """The one choke point for tenancy: every tenant-owned model's manager has `for_tenant`."""
+
+    def for_tenant(self, tenant):
+        return self.filter(tenant=tenant)
+
+
 class Reseller(models.Model):
     name = models.CharField(max_length=200, unique=True)
     staff = models.ManyToManyField(
@@ -65,6 +72,8 @@ class Membership(models.Model):
     )
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.SUPPORT)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["tenant__name", "user__username"]
@@ -112,13 +121,6 @@ class Connector(models.Model):
     @property
     def is_api(self) -> bool:
         return self.category == self.Category.API
-
-
-class TenantQuerySet(models.QuerySet):
-    """The one choke point for tenancy: every tenant-owned model's manager has `for_tenant`."""
-
-    def for_tenant(self, tenant):
-        return self.filter(tenant=tenant)
 
 
 class Connection(models.Model):

@@ -24,8 +24,8 @@ class ConnectionChoiceFilter(django_filters.ModelChoiceFilter):
         if value is None:
             return queryset
         knows = Exists(
-            RemoteId.objects.filter(
-                tenant=OuterRef("tenant"), record=OuterRef("pk"), connection=value
+            RemoteId.objects.for_tenant(self.parent.tenant).filter(
+                record=OuterRef("pk"), connection=value
             )
         )
         return queryset.filter(knows if self.known else ~knows)
@@ -54,6 +54,7 @@ class RecordFilterSet(django_filters.FilterSet):
         fields = ["q", "known_to", "unknown_to", "modified_after", "last_modified_by"]
 
     def __init__(self, *args, tenant, **kwargs):
+        self.tenant = tenant
         super().__init__(*args, **kwargs)
         connections = Connection.objects.for_tenant(tenant).select_related("connector")
         for name in ("known_to", "unknown_to"):
@@ -71,9 +72,9 @@ class RecordFilterSet(django_filters.FilterSet):
             return queryset
         matches = Q(
             Exists(
-                RemoteId.objects.filter(tenant=OuterRef("tenant"), record=OuterRef("pk")).filter(
-                    Q(remote_id=value) | Q(remote_ref=value)
-                )
+                RemoteId.objects.for_tenant(self.tenant)
+                .filter(record=OuterRef("pk"))
+                .filter(Q(remote_id=value) | Q(remote_ref=value))
             )
         )
         if LOCAL_ID_RE.match(value):

@@ -299,8 +299,14 @@ def records_with_ids_and_custom_data(tenant):
         Record.objects.for_tenant(tenant)
         .select_related("source_connection__connector")
         .prefetch_related(
-            Prefetch("remote_ids", queryset=RemoteId.objects.select_related("connection")),
-            Prefetch("custom_data", queryset=CustomData.objects.select_related("connection")),
+            Prefetch(
+                "remote_ids",
+                queryset=RemoteId.objects.for_tenant(tenant).select_related("connection"),
+            ),
+            Prefetch(
+                "custom_data",
+                queryset=CustomData.objects.for_tenant(tenant).select_related("connection"),
+            ),
         )
     )
 

@@ -102,9 +102,9 @@ class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
             filterset.qs.prefetch_related(
                 Prefetch(
                     "remote_ids",
-                    queryset=RemoteId.objects.select_related("connection").order_by(
-                        "connection__name", "connection_id"
-                    ),
+                    queryset=RemoteId.objects.for_tenant(self.tenant)
+                    .select_related("connection")
+                    .order_by("connection__name", "connection_id"),
                 )
             ),
             RECORDS_KEYSET,

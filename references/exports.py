@@ -18,7 +18,7 @@ CHUNK_SIZE = 5000
 
 def export_rows(integration, record_type: str, params) -> Iterator[tuple]:
     """(source_id, target_id, source_ref, target_ref) of exactly what the References page shows
-    for these query parameters: the page's own FilterSet and query (references.selectors)."""
+    for these query parameters: the page's own FilterSet and query (references.filters)."""
     rows = ReferenceFilterSet(params, integration=integration, record_type=record_type).qs
     return rows.values_list(
         "remote_id", "target_remote_id", "remote_ref", "target_remote_ref"

@@ -43,7 +43,9 @@ def apply_reconcile_job(job: Job, progress):
         reconcile.fix_change_set(upload, Actor.parse(job.actor)), progress=progress
     )
     if applied.batch is not None:
-        ReconcileUpload.objects.filter(pk=upload.pk).update(batch=applied.batch)
+        ReconcileUpload.objects.for_tenant(job.tenant).filter(pk=upload.pk).update(
+            batch=applied.batch
+        )
     return applied.batch, reconcile.fix_counts(applied.plan)
 
 

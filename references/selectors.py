@@ -1,21 +1,17 @@
-"""Read side of the References page: the ONE query behind the table (and the CSV export).
+"""Read side of the References page: the table's rows, its orderings, counts and paging.
 
 A row of the table is a source RemoteId of the entity type (so unlinked records, which the
 source knows and the target does not, are rows too), with the target id/ref of the same record
-joined in by a correlated subquery and the record's modified/version columns by a join.
-
-    reference_rows(integration, "order", q="5001", linked="unlinked", sort="-modified")
-
-Everything that filters or orders the table lives here, so the export (issue 6) exports exactly
-what the page shows and the performance work (issue 7) has one place to optimise.
+joined in by a correlated subquery and the record's modified/version columns by a join:
+`base_reference_rows`. The filters that narrow and order those rows are
+`references.filters.ReferenceFilterSet`, the one query the page and the CSV export share.
 """
 
 from __future__ import annotations
 
-from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models import OuterRef, Subquery
 
 from common.paging import Keyset, parse_int, parse_str
-from records.counts import is_lost
 from records.models import RemoteId
 from records.queries import modified_keyset
 
@@ -49,7 +45,8 @@ SORT_CHOICES = (
 DEFAULT_SORT = "-modified"
 
 
-def _target_rows(integration):
+def target_rows(integration):
+    """The target's row of the outer row's record: for correlated subqueries (Exists, Subquery)."""
     return RemoteId.objects.for_tenant(integration.tenant).filter(
         connection=integration.target, record_id=OuterRef("record_id")
     )
@@ -57,7 +54,7 @@ def _target_rows(integration):
 
 def base_reference_rows(integration, record_type: str):
     """Every source row of one entity type, with its target id/ref (None when unlinked)."""
-    target = _target_rows(integration)
+    target = target_rows(integration)
     return (
         RemoteId.objects.for_tenant(integration.tenant)
         .filter(connection=integration.source, record_type=record_type)
@@ -72,66 +69,6 @@ def base_reference_rows(integration, record_type: str):
             target_remote_ref=Subquery(target.values("remote_ref")[:1]),
         )
     )
-
-
-def filter_linked(rows, integration, linked: str):
-    if linked == "linked":
-        return rows.filter(Exists(_target_rows(integration)))
-    if linked in ("unlinked", "lost", "never"):
-        rows = rows.filter(~Exists(_target_rows(integration)))
-    if linked == "lost":
-        return rows.filter(is_lost(integration))
-    if linked == "never":
-        return rows.exclude(is_lost(integration))
-    return rows
-
-
-def search(rows, integration, q: str):
-    """Source or target id or ref: exact matches first, then substring (case-insensitive)."""
-    q = (q or "").strip()
-    if not q:
-        return rows
-    target = _target_rows(integration)
-    exact = (
-        Q(remote_id=q) | Q(remote_ref=q) | Exists(target.filter(Q(remote_id=q) | Q(remote_ref=q)))
-    )
-    # The records whose source or target id or ref contains q, from one scan of the remote
-    # ids of both connections: on PostgreSQL a BitmapOr of the two trigram indexes
-    # (records/migrations/0002_remoteid_trigram_indexes.py). The same test written per row
-    # (OR EXISTS(target ...)) cannot use them and scans every source row: 2 s at 1M.
-    matching = (
-        RemoteId.objects.for_tenant(integration.tenant)
-        .filter(connection__in=[integration.source_id, integration.target_id])
-        .filter(Q(remote_id__icontains=q) | Q(remote_ref__icontains=q))
-    )
-    return rows.filter(record_id__in=matching.values("record_id")).annotate(
-        match_rank=Case(When(exact, then=Value(0)), default=Value(1), output_field=IntegerField())
-    )
-
-
-def reference_rows(
-    integration,
-    record_type: str,
-    *,
-    q: str = "",
-    linked: str = "all",
-    modified_after=None,
-    sort: str = DEFAULT_SORT,
-):
-    """The filtered, ordered rows of the References table (a lazy queryset of source RemoteIds).
-
-    Each row has `.record` (local_id, last_modified, last_modified_by, version),
-    `.remote_id`/`.remote_ref` (source side) and `.target_remote_id`/`.target_remote_ref`.
-    """
-    rows = base_reference_rows(integration, record_type)
-    rows = filter_linked(rows, integration, linked)
-    if modified_after is not None:
-        rows = rows.filter(record__last_modified__gte=modified_after)
-    rows = search(rows, integration, q)
-    ordering = SORTS.get(sort, SORTS[DEFAULT_SORT])
-    if (q or "").strip():
-        ordering = ("match_rank", *ordering)
-    return rows.order_by(*ordering)
 
 
 def matched_side(row, q: str) -> str:

@@ -6,8 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from common.counting import capped_count
 from records.models import AuditEntry, Batch, Record, RemoteId
-from references.filters import ReferenceFilterSet
-from references.selectors import reference_rows
+from references.filters import ReferenceFilterSet, reference_rows
 from references.services import (
     ReferenceInput,
     add_reference,
