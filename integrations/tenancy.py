@@ -7,6 +7,7 @@ would tell an outsider the tenant exists. Querysets are then scoped with `for_te
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -16,8 +17,19 @@ from .models import Membership
 def membership_for(user, tenant_slug: str) -> Membership:
     if not user.is_authenticated:
         raise Http404
+    # How many tenants the user works on decides whether the header offers "Switch tenant":
+    # asked in the same query.
+    tenant_count = (
+        Membership.objects.filter(user=OuterRef("user"))
+        .order_by()
+        .values("user")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
     return get_object_or_404(
-        Membership.objects.select_related("tenant", "tenant__reseller"),
+        Membership.objects.select_related("tenant", "tenant__reseller").annotate(
+            tenant_count=Subquery(tenant_count)
+        ),
         user=user,
         tenant__slug=tenant_slug,
     )

@@ -379,7 +379,7 @@ def replace(
 @router.get("/{record_type}/{local_id}/customdata", response={200: CustomDataOut, **READ_ERRORS})
 def get_custom_data(request, record_type: str = RecordType, local_id: str = LocalId):
     record = _get_record(request, record_type, local_id)
-    return {"localId": record.local_id, "customData": custom_data_out(record.custom_data.all())}
+    return {"localId": record.local_id, "customData": custom_data_out(record.custom_data_rows)}
 
 
 CUSTOM_DATA_EXAMPLES = {
@@ -450,7 +450,7 @@ def upsert_custom_data(
         record, _entries(payload.customData), request.auth, _actor(request)
     )
     record = _get_record(request, record_type, local_id)
-    return {"localId": record.local_id, "customData": custom_data_out(record.custom_data.all())}
+    return {"localId": record.local_id, "customData": custom_data_out(record.custom_data_rows)}
 
 
 def _entries(custom_data) -> dict:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, FilteredRelation, OuterRef, Q
 
-from integrations.models import Integration
+from integrations.models import EntityType, Integration
 
 from .models import Batch, BatchChange, ReferenceCount, RemoteId, writing
 
@@ -117,6 +117,36 @@ def kept_counts(integration) -> dict[str, Counts]:
         if record_type not in kept:
             kept[record_type] = recount(integration, record_type)
     return kept
+
+
+def with_kept_counts(integrations):
+    """Integrations with their kept counts joined in (one LEFT JOIN per entity type on the
+    unique (integration, record_type) index): the page that loads its integration gets its
+    counts in the same query. Read them with `preloaded_counts`."""
+    relations = {
+        _preloaded(record_type): FilteredRelation(
+            "referencecount", condition=Q(referencecount__record_type=record_type)
+        )
+        for record_type in EntityType.values
+    }
+    return integrations.annotate(**relations).select_related(*relations)
+
+
+def preloaded_counts(integration) -> dict[str, Counts] | None:
+    """The counts `with_kept_counts` loaded, or None if a synced tab has no row yet (then
+    `kept_counts` counts it). As read when the integration was loaded: a view that has
+    changed references since must call `kept_counts` instead."""
+    kept = {}
+    for record_type in integration.synced_entity_types:
+        row = getattr(integration, _preloaded(record_type), None)
+        if row is None:
+            return None
+        kept[record_type] = Counts(row.linked, row.unlinked, row.lost)
+    return kept
+
+
+def _preloaded(record_type: str) -> str:
+    return f"kept_count_{record_type}"
 
 
 def counts_of(integration, record_type: str) -> Counts:

@@ -107,13 +107,19 @@ class CustomDataAddForm(CustomDataForm):
     )
     field_order = ["connection", "module_id", "key", "type", "value", "confirm_owned"]
 
-    def __init__(self, *args, record, **kwargs):
+    def __init__(self, *args, record, connections=None, **kwargs):
         kwargs.setdefault("auto_id", "cd-add-%s")
         super().__init__(*args, **kwargs)
         self.record = record
-        connections = Connection.objects.for_tenant(record.tenant).select_related("connector")
-        self.fields["connection"].queryset = connections
-        self.fields["connection"].label_from_instance = lambda c: f"{c.name} ({c.connector.name})"
+        field = self.fields["connection"]
+        field.queryset = Connection.objects.for_tenant(record.tenant).select_related("connector")
+        field.label_from_instance = lambda c: f"{c.name} ({c.connector.name})"
+        if connections is not None:
+            # Already read with the record (records.queries): choices without a query. The
+            # queryset still checks what is posted.
+            field.choices = [("", field.empty_label)] + [
+                (connection.pk, field.label_from_instance(connection)) for connection in connections
+            ]
 
     def clean(self):
         cleaned = super().clean()

@@ -27,6 +27,7 @@ from django.db import (
     connections,
     transaction,
 )
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django_tasks import task
 
@@ -256,18 +257,25 @@ def active_restore(batch: Batch) -> Job | None:
     )
 
 
+def recent_jobs(tenant, integration, record_type: str):
+    """A tab's jobs of the last day; `integration` may be an OuterRef (see has_recent_jobs)."""
+    return Job.objects.for_tenant(tenant).filter(
+        integration=integration,
+        record_type=record_type,
+        created_at__gte=timezone.now() - SHOWN_FOR,
+    )
+
+
+def has_recent_jobs(tenant, record_type: str) -> Exists:
+    """An annotation for an integration queryset: whether `jobs_to_show` can find anything,
+    so a tab without jobs (nearly all of them) asks nothing more."""
+    return Exists(recent_jobs(tenant, OuterRef("pk"), record_type))
+
+
 def jobs_to_show(tenant, integration, record_type: str) -> list[Job]:
     """What a tab shows: its running and queued jobs, and its latest job if that one failed
     (its error is shown where the job was started, for a day)."""
-    recent = list(
-        Job.objects.for_tenant(tenant)
-        .filter(
-            integration=integration,
-            record_type=record_type,
-            created_at__gte=timezone.now() - SHOWN_FOR,
-        )
-        .order_by("-created_at", "-id")[:10]
-    )
+    recent = list(recent_jobs(tenant, integration, record_type).order_by("-created_at", "-id")[:10])
     shown = [job for job in recent if job.is_active]
     if recent and recent[0].state == Job.State.FAILED:
         shown.append(recent[0])

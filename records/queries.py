@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import connection as db_connection
-from django.db.models import Q
+from django.db.models import OuterRef, Q
 
 from common.entities import EntityType
 from common.paging import Keyset, parse_hex32, parse_moment
-from integrations.models import Integration
+from integrations.models import Connection, Connector, Integration
 
-from .models import AuditEntry, BatchChange, Record
+from .aggregates import AsJSON, json_rows
+from .models import AuditEntry, BatchChange, CustomData, Record, RemoteId
 
 # The tabs always shown, in this order; other types present on the tenant follow.
 STANDARD_TYPES = list(EntityType.values)
@@ -116,3 +117,135 @@ def source_connection_ids(tenant) -> frozenset[int]:
     return frozenset(
         Integration.objects.for_tenant(tenant).values_list("source_id", flat=True).distinct()
     )
+
+
+# --- the record page in one query --------------------------------------------------------------
+
+
+def records_for_their_page(tenant):
+    """Records with everything their page shows but history, in the record's own query:
+    remote ids and custom data (with their connections) as JSON rows, and the tenant's
+    integrations and connections (a handful: for the links and the add form's choices).
+    Read them as model objects with `remote_ids_of`, `custom_data_of`, `integrations_of`
+    and `connections_of`."""
+    connection = {
+        "connection_pk": "connection_id",
+        "connection_hex": "connection__connection_id",
+        "connection_name": "connection__name",
+        "connector_name": "connection__connector__name",
+    }
+    return (
+        Record.objects.for_tenant(tenant)
+        .select_related("source_connection")
+        .annotate(
+            remote_id_rows=json_rows(
+                RemoteId.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
+                by="record",
+                pk="pk",
+                remote_id="remote_id",
+                remote_ref="remote_ref",
+                record_type="record_type",
+                **connection,
+            ),
+            custom_data_rows=json_rows(
+                CustomData.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
+                by="record",
+                pk="pk",
+                module_id="module_id",
+                key="key",
+                type="type",
+                value=AsJSON("value"),
+                **connection,
+            ),
+            integration_rows=json_rows(
+                Integration.objects.for_tenant(tenant),
+                by="tenant",
+                pk="pk",
+                name="name",
+                entity_types=AsJSON("entity_types"),
+                source_pk="source_id",
+                source_name="source__name",
+                target_pk="target_id",
+                target_name="target__name",
+            ),
+            connection_rows=json_rows(
+                Connection.objects.for_tenant(tenant),
+                by="tenant",
+                pk="pk",
+                connection_hex="connection_id",
+                connection_name="name",
+                connector_name="connector__name",
+            ),
+        )
+    )
+
+
+def _connection(row: dict, tenant) -> Connection:
+    connection = Connection(
+        pk=row["connection_pk"] if "connection_pk" in row else row["pk"],
+        connection_id=row["connection_hex"],
+        name=row["connection_name"],
+        tenant=tenant,
+    )
+    connection.connector = Connector(name=row["connector_name"])
+    return connection
+
+
+def remote_ids_of(record: Record) -> list[RemoteId]:
+    """The record's remote ids, ordered by connection name (then connection)."""
+    remote_ids = []
+    for row in record.remote_id_rows or []:
+        remote_id = RemoteId(
+            pk=row["pk"],
+            tenant=record.tenant,
+            record=record,
+            record_type=row["record_type"],
+            remote_id=row["remote_id"],
+            remote_ref=row["remote_ref"],
+        )
+        remote_id.connection = _connection(row, record.tenant)
+        remote_ids.append(remote_id)
+    remote_ids.sort(key=lambda row: (row.connection.name, row.connection.connection_id))
+    return remote_ids
+
+
+def custom_data_of(record: Record) -> list[CustomData]:
+    items = []
+    for row in record.custom_data_rows or []:
+        item = CustomData(
+            pk=row["pk"],
+            tenant=record.tenant,
+            record=record,
+            module_id=row["module_id"],
+            key=row["key"],
+            type=row["type"],
+            value=row["value"],
+        )
+        item.connection = _connection(row, record.tenant) if row["connection_pk"] else None
+        items.append(item)
+    return items
+
+
+def integrations_of(record: Record) -> list[Integration]:
+    """The tenant's integrations, in their usual order (name, id), sides named."""
+    integrations = []
+    for row in record.integration_rows or []:
+        integration = Integration(
+            pk=row["pk"], tenant=record.tenant, name=row["name"], entity_types=row["entity_types"]
+        )
+        integration.source = Connection(
+            pk=row["source_pk"], name=row["source_name"], tenant=record.tenant
+        )
+        integration.target = Connection(
+            pk=row["target_pk"], name=row["target_name"], tenant=record.tenant
+        )
+        integrations.append(integration)
+    integrations.sort(key=lambda integration: (integration.name, integration.pk))
+    return integrations
+
+
+def connections_of(record: Record) -> list[Connection]:
+    """The tenant's connections by name (the add form's choices)."""
+    connections = [_connection(row, record.tenant) for row in record.connection_rows or []]
+    connections.sort(key=lambda connection: (connection.name, connection.pk))
+    return connections

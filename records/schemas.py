@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import BeforeValidator, ConfigDict, RootModel, model_validator
 
-from .models import CustomData, Record
+from .models import Record
 from .validation import MAX_SOURCE_CODE_LENGTH, RECORD_TYPE_PATTERN
 
 RECORD_TYPE_DESCRIPTION = (
@@ -355,16 +355,20 @@ class ErrorOut(Schema):
 # --- records -> bodies -------------------------------------------------------------------
 
 
-def custom_data_out(items) -> dict[str, dict]:
+def custom_data_out(rows) -> dict[str, dict]:
+    """customData by full key, from a record's `custom_data_rows` (records.services)."""
+    entries = sorted(
+        rows or [], key=lambda row: (row["connection_id"] or "", row["module_id"], row["key"])
+    )
     return {
-        item.full_key: {
-            "connectionId": item.connection_key,
-            "moduleId": item.module_id,
-            "key": item.key,
-            "type": item.type,
-            "value": item.value,
+        f"{row['connection_id'] or ''}|{row['module_id']}|{row['key']}": {
+            "connectionId": row["connection_id"] or "",
+            "moduleId": row["module_id"],
+            "key": row["key"],
+            "type": row["type"],
+            "value": row["value"],
         }
-        for item in items
+        for row in entries
     }
 
 
@@ -386,18 +390,18 @@ def record_source_out(record: Record) -> dict:
 
 
 def record_out(record: Record, connection) -> dict:
-    """A record as `connection` sees it. Expects remote_ids and custom_data prefetched."""
-    rows = list(record.remote_ids.all())
-    own = next((row for row in rows if row.connection_id == connection.pk), None)
-    items: list[CustomData] = list(record.custom_data.all())
+    """A record as `connection` sees it, from records.services.records_with_ids_and_custom_data
+    (its remote ids and custom data come in the record's own query, as JSON rows)."""
+    rows = sorted(record.remote_id_rows or [], key=lambda row: row["pk"])
+    own = next((row for row in rows if row["connection_pk"] == connection.pk), None)
     return {
         "localId": record.local_id,
         "recordType": record.record_type,
-        "remoteId": own.remote_id if own else None,
-        "remoteRef": own.remote_ref if own else None,
-        "remoteIdMap": {row.connection.connection_id: row.remote_id for row in rows},
-        "remoteRefMap": {row.connection.connection_id: row.remote_ref for row in rows},
-        "customData": custom_data_out(items),
+        "remoteId": own["remote_id"] if own else None,
+        "remoteRef": own["remote_ref"] if own else None,
+        "remoteIdMap": {row["connection_id"]: row["remote_id"] for row in rows},
+        "remoteRefMap": {row["connection_id"]: row["remote_ref"] for row in rows},
+        "customData": custom_data_out(record.custom_data_rows),
         "data": record.data if isinstance(record.data, dict) else {},
         "lastModified": record.last_modified,
         "lastModifiedBy": record.last_modified_by,

@@ -15,12 +15,13 @@ from datetime import UTC as datetime_utc
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch, Q
+from django.db.models import OuterRef, Q
 
 from common.errors import DomainError, InvalidValue, NotAllowed
 from integrations.models import Connection
 
 from . import changes
+from .aggregates import AsJSON, json_rows
 from .audit import Actor, mark_changed, source_connection_id, touch_record, write_audit
 from .errors import Conflict, StaleEdit, VersionMismatch
 from .models import AuditEntry, Batch, CustomData, Record, RemoteId
@@ -293,19 +294,30 @@ def conflict_for_remote_id(holder: RemoteId, *, field: str, label: str = "Id") -
 
 
 def records_with_ids_and_custom_data(tenant):
-    """Records of a tenant with what the API shows prefetched (three queries in all; the
-    connection that created each record, for recordSource, is joined, not queried)."""
+    """Records of a tenant with what the API shows, in one query: the remote ids and custom
+    data as JSON arrays (`remote_id_rows`, `custom_data_rows`: records.aggregates), and the
+    connection that created each record (for recordSource) joined."""
     return (
         Record.objects.for_tenant(tenant)
         .select_related("source_connection__connector")
-        .prefetch_related(
-            Prefetch(
-                "remote_ids",
-                queryset=RemoteId.objects.for_tenant(tenant).select_related("connection"),
+        .annotate(
+            remote_id_rows=json_rows(
+                RemoteId.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
+                by="record",
+                pk="pk",
+                connection_id="connection__connection_id",
+                connection_pk="connection_id",
+                remote_id="remote_id",
+                remote_ref="remote_ref",
             ),
-            Prefetch(
-                "custom_data",
-                queryset=CustomData.objects.for_tenant(tenant).select_related("connection"),
+            custom_data_rows=json_rows(
+                CustomData.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
+                by="record",
+                connection_id="connection__connection_id",
+                module_id="module_id",
+                key="key",
+                type="type",
+                value=AsJSON("value"),
             ),
         )
     )

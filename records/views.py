@@ -16,7 +16,6 @@ from django_htmx.http import reswap, retarget
 
 from common.entities import EntityType, slug_of
 from common.paging import DEFAULT_PAGE_SIZE, PAGE_SIZES, paged
-from integrations.models import Integration
 from integrations.tenancy import TenantMixin
 
 from .filters import RecordFilterSet
@@ -25,9 +24,14 @@ from .models import CustomData, Job, Record, RemoteId
 from .queries import (
     RECORDS_KEYSET,
     STANDARD_TYPES,
+    connections_of,
+    custom_data_of,
+    integrations_of,
     leading_remote_id,
     record_history,
     record_type_tabs,
+    records_for_their_page,
+    remote_ids_of,
     source_connection_ids,
     type_label,
 )
@@ -166,9 +170,9 @@ class RecordMixin(TenantMixin):
     def get_record(self) -> Record:
         if not hasattr(self, "_record"):
             self._record = self.get_object_or_404(
-                Record.objects.select_related("source_connection"),
-                local_id=self.kwargs["local_id"],
+                records_for_their_page(self.tenant), local_id=self.kwargs["local_id"]
             )
+            self._record.tenant = self.tenant  # the membership's, already loaded: no query
         return self._record
 
     def get_item(self) -> CustomData:
@@ -190,20 +194,15 @@ class RecordMixin(TenantMixin):
     # Context pieces, shared by the full page and the partials that htmx swaps in.
 
     def remote_id_rows(self, record: Record) -> list[dict]:
-        remote_ids = list(
-            RemoteId.objects.for_tenant(self.tenant)
-            .filter(record=record)
-            .select_related("connection__connector")
-            .order_by("connection__name", "connection_id")
-        )
-        connection_ids = [row.connection_id for row in remote_ids]
+        remote_ids = remote_ids_of(record)
+        connection_ids = {row.connection_id for row in remote_ids}
         # A record is a row of an integration's References page only when the integration's
         # source knows it; a link to any other integration would open an empty search.
-        integrations = list(
-            Integration.objects.for_tenant(self.tenant)
-            .filter(source_id__in=connection_ids)
-            .select_related("source", "target")
-        )
+        integrations = [
+            integration
+            for integration in integrations_of(record)
+            if integration.source_id in connection_ids
+        ]
         rows = []
         for row in remote_ids:
             links = []
@@ -228,11 +227,7 @@ class RecordMixin(TenantMixin):
 
     def custom_data_groups(self, record: Record) -> list[dict]:
         """Entries grouped by connection (unscoped first), then module, then key."""
-        items = list(
-            CustomData.objects.for_tenant(self.tenant)
-            .filter(record=record)
-            .select_related("connection__connector")
-        )
+        items = custom_data_of(record)
         items.sort(
             key=lambda i: (
                 i.connection_id is not None,
@@ -271,7 +266,7 @@ class RecordMixin(TenantMixin):
         can_edit = self.request.membership.is_admin
         add_form = forms.get("add_form")
         if add_form is None and can_edit:
-            add_form = CustomDataAddForm(record=record)
+            add_form = CustomDataAddForm(record=record, connections=connections_of(record))
         return {
             "record": record,
             "custom_data_groups": groups,
@@ -313,7 +308,8 @@ class RecordMixin(TenantMixin):
             messages.success(self.request, message)
             return HttpResponseRedirect(self.detail_url("custom-data"))
         messages.success(self.request, message)
-        record = Record.objects.for_tenant(self.tenant).get(pk=self.get_record().pk)
+        record = records_for_their_page(self.tenant).get(pk=self.get_record().pk)
+        record.tenant = self.tenant
         self._record = record
         context = {**self.custom_data_context(record), **self.history_context(record)}
         context["record"] = record

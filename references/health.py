@@ -89,28 +89,27 @@ class Loss:
 
 
 def losses(integration, record_type: str, record_ids) -> dict[int, Loss]:
-    """For each of these (unlinked) records, the most recent removal of its target id."""
-    record_ids = list(record_ids)
+    """For each of these (unlinked) records, the most recent removal of its target id, and
+    whether that id is still free: one query per thousand records."""
+    held_by_another = Exists(
+        RemoteId.objects.for_tenant(integration.tenant).filter(
+            connection=integration.target, record_type=record_type, remote_id=OuterRef("remote_id")
+        )
+    )
     latest = {}
-    for chunk in _chunks(record_ids):
+    for chunk in _chunks(list(record_ids)):
         removed = (
             removed_target_rows(integration)
             .filter(record_id__in=chunk)
+            .annotate(taken=held_by_another)
             .order_by("record_id", "-batch_id")
             .values_list(
                 "record_id", "remote_id", "remote_ref", "batch_id",
-                "batch__created_at", "batch__actor", "batch__kind",
+                "batch__created_at", "batch__actor", "batch__kind", "taken",
             )
         )  # fmt: skip
         for record_id, *values in removed:
             latest.setdefault(record_id, values)
-    taken = set()
-    for chunk in _chunks([remote_id for remote_id, *_ in latest.values()]):
-        taken.update(
-            RemoteId.objects.for_tenant(integration.tenant)
-            .filter(connection=integration.target, record_type=record_type, remote_id__in=chunk)
-            .values_list("remote_id", flat=True)
-        )
     return {
         record_id: Loss(
             target_id=remote_id,
@@ -119,9 +118,9 @@ def losses(integration, record_type: str, record_ids) -> dict[int, Loss]:
             at=at,
             actor=actor,
             how=Batch.Kind(kind).label.lower() if kind in Batch.Kind.values else kind,
-            free=remote_id not in taken,
+            free=not taken,
         )
-        for record_id, (remote_id, remote_ref, batch_id, at, actor, kind) in latest.items()
+        for record_id, (remote_id, remote_ref, batch_id, at, actor, kind, taken) in latest.items()
     }
 
 

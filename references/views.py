@@ -12,6 +12,7 @@ from functools import cached_property
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import render
@@ -29,7 +30,7 @@ from integrations.models import Integration
 from integrations.tenancy import TenantMixin
 from records import counts
 from records.errors import StaleEdit
-from records.jobs import active_restore, jobs_to_show
+from records.jobs import active_restore, has_recent_jobs, jobs_to_show
 from records.models import AuditEntry, Batch, Record
 from records.queries import record_history
 from records.services import Actor
@@ -52,12 +53,29 @@ class ReferencesMixin(TenantMixin):
 
     @cached_property
     def integration(self):
-        integration = self.get_object_or_404(
-            Integration.objects.select_related("source__connector", "target__connector"),
-            pk=self.kwargs["integration_id"],
+        # One query brings what every tab shows besides its rows: the connections, the kept
+        # counts, and whether the tab has jobs or a restorable delete-all to ask for at all.
+        integrations = counts.with_kept_counts(
+            Integration.objects.select_related("source__connector", "target__connector")
         )
+        record_type = record_type_of(self.kwargs.get("entity", ""))
+        if record_type is not None:
+            integrations = integrations.annotate(
+                has_recent_jobs=has_recent_jobs(self.tenant, record_type),
+                has_restorable_delete_all=Exists(
+                    restorable_delete_alls(self.tenant, OuterRef("pk"), record_type)
+                ),
+            )
+        integration = self.get_object_or_404(integrations, pk=self.kwargs["integration_id"])
         integration.tenant = self.tenant  # the membership's, already loaded: no query
         return integration
+
+    def loaded_with_integration(self, flag: str) -> bool:
+        """A flag the integration's query brought (`has_recent_jobs`...). True when unsure:
+        after a change in this request (any unsafe method) it must be asked afresh."""
+        if self.request.method not in ("GET", "HEAD"):
+            return True
+        return getattr(self.integration, flag, True)
 
     @cached_property
     def entity(self) -> str:
@@ -124,8 +142,13 @@ class ReferencesMixin(TenantMixin):
 
     @property
     def kept_counts(self) -> dict[str, counts.Counts]:
-        """Linked, unlinked and lost per entity type, as the change engine keeps them: exact,
-        one query (records.counts). Read afresh each time: a change may have just moved them."""
+        """Linked, unlinked and lost per entity type, as the change engine keeps them: exact
+        (records.counts). A GET reads those loaded with the integration; after a change in
+        this request they are read afresh (one query), as the change may have moved them."""
+        if self.request.method in ("GET", "HEAD"):
+            kept = counts.preloaded_counts(self.integration)
+            if kept is not None:
+                return kept
         return counts.kept_counts(self.integration)
 
     def base_context(self) -> dict:
@@ -140,7 +163,11 @@ class ReferencesMixin(TenantMixin):
             "is_admin": self.is_admin,
             "subtitle": integration_subtitle(integration),
             "plain_url": self.url("list"),
-            "tab_jobs": jobs_to_show(self.tenant, integration, self.record_type),
+            "tab_jobs": (
+                jobs_to_show(self.tenant, integration, self.record_type)
+                if self.loaded_with_integration("has_recent_jobs")
+                else []
+            ),
         }
 
     def row_for(self, record: Record, *, q: str = ""):
@@ -248,10 +275,12 @@ class ReferencesMixin(TenantMixin):
             before=data.get("before", ""),
         )
         pinned_row = self.row_for(pinned, q=params["q"]) if pinned is not None else None
-        lost = health.losses(
-            self.integration,
-            self.record_type,
-            [row.record_id for row in page.rows if not row.target_remote_id],
+        unlinked_on_page = [row.record_id for row in page.rows if not row.target_remote_id]
+        # No lost link in the tab (the kept count says so): nothing to look up.
+        lost = (
+            health.losses(self.integration, self.record_type, unlinked_on_page)
+            if unlinked_on_page and self.kept_counts[self.record_type].lost
+            else {}
         )
         for row in page.rows:
             row.matched = matched_side(row, params["q"])
@@ -343,20 +372,9 @@ class ReferencesMixin(TenantMixin):
 
     def banner(self):
         """The latest delete-all of this tab, while it can still be restored (admins only)."""
-        if not self.is_admin:
+        if not self.is_admin or not self.loaded_with_integration("has_restorable_delete_all"):
             return None
-        batch = (
-            Batch.objects.for_tenant(self.tenant)
-            .filter(
-                integration=self.integration,
-                record_type=self.record_type,
-                kind=Batch.Kind.DELETE_ALL,
-                restored_at__isnull=True,
-                created_at__gte=timezone.now() - timedelta(hours=BANNER_HOURS),
-                row_count__gt=0,
-            )
-            .first()
-        )
+        batch = restorable_delete_alls(self.tenant, self.integration, self.record_type).first()
         if batch is not None and active_restore(batch) is not None:
             return None  # its restore is running: the job's progress shows instead
         return batch
@@ -374,6 +392,23 @@ class ReferencesMixin(TenantMixin):
         """One reference's <tbody> (row, edit row, confirm row or history) plus toasts."""
         context = self.row_context(record, **extra)
         return render(self.request, template, context, status=status)
+
+
+def restorable_delete_alls(tenant, integration, record_type: str):
+    """A tab's delete-alls of the last day not yet restored, newest first; `integration` may
+    be an OuterRef."""
+    return (
+        Batch.objects.for_tenant(tenant)
+        .filter(
+            integration=integration,
+            record_type=record_type,
+            kind=Batch.Kind.DELETE_ALL,
+            restored_at__isnull=True,
+            created_at__gte=timezone.now() - timedelta(hours=BANNER_HOURS),
+            row_count__gt=0,
+        )
+        .order_by("-created_at", "-pk")
+    )
 
 
 def integration_subtitle(integration) -> str:

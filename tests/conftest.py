@@ -53,6 +53,15 @@ def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    # Each test starts from an empty cache (connection names, throttles): ids are reused
+    # across tests, so a cached value could belong to another test's tenant.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `postgres` (row-lock races, trigram plans) belong to the PostgreSQL run.
 

@@ -1,5 +1,6 @@
 from django import template
 
+from integrations import names as integrations_names
 from records import history
 from records.validation import format_custom_value
 
@@ -13,17 +14,14 @@ def custom_value(item) -> str:
 
 
 def connection_names(context) -> dict[str, str]:
-    """Connection names by hex id, read once per request."""
+    """Connection names by hex id (integrations.names keeps them), once per request."""
     request = context.get("request")
     tenant = getattr(request, "tenant", None)
     if tenant is None:
         return {}
     names = getattr(request, "_connection_names", None)
     if names is None:
-        from integrations.models import Connection
-
-        names = dict(Connection.objects.for_tenant(tenant).values_list("connection_id", "name"))
-        request._connection_names = names
+        names = request._connection_names = integrations_names.connection_names(tenant)
     return names
 
 

@@ -230,8 +230,13 @@ class TestList:
         assert response.status_code == 302
         assert response["Location"].startswith("/login/")
 
-    def test_query_count_stays_constant_as_rows_grow(self, admin_client, world):
+    def test_page_one_takes_five_queries_however_many_rows(self, admin_client, world):
+        """Session, user, membership, the integration with its kept counts and flags, rows."""
+
         def queries():
+            # The first request settles what the factories left behind (they write past the
+            # engine, so the kept counts are recounted) and fills the connection-name cache.
+            assert admin_client.get(list_url(world)).status_code == 200
             with CaptureQueriesContext(connection) as captured:
                 assert admin_client.get(list_url(world)).status_code == 200
             return len(captured)
@@ -239,12 +244,11 @@ class TestList:
         for n in range(3):
             make_reference(world.integration, source_id=f"A{n}", target_id=f"B{n}")
         make_reference(world.integration, source_id="UNLINKED")
-        small = queries()
+        assert queries() == 5
         for n in range(3, 60):
             make_reference(world.integration, source_id=f"A{n}", target_id=f"B{n}")
         make_reference(world.integration, source_id="UNLINKED-2")
-
-        assert queries() == small
+        assert queries() == 5
 
 
 class TestSelectors:
