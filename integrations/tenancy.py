@@ -36,7 +36,8 @@ def membership_for(user, tenant_slug: str) -> Membership:
 
 
 class TenantMixin(LoginRequiredMixin):
-    """Sets `request.tenant` and `request.membership` from the URL's `tenant_slug`."""
+    """Sets `request.tenant` and `request.membership` from the URL's `tenant_slug`, resolves
+    the rest of the URL (`resolve`), then checks the role (`admin_required`)."""
 
     admin_required = False
 
@@ -46,9 +47,15 @@ class TenantMixin(LoginRequiredMixin):
         membership = membership_for(request.user, kwargs["tenant_slug"])
         request.tenant = membership.tenant
         request.membership = membership
+        # What the URL names is resolved before the role is checked: another tenant's object
+        # is a 404 for everyone, so a 403 never tells a support user that it exists.
+        self.resolve()
         if self.admin_required and not membership.is_admin:
             raise PermissionDenied("Only tenant admins may do this.")
         return super().dispatch(request, *args, **kwargs)
+
+    def resolve(self) -> None:
+        """Look up what the URL names below the tenant (404 if it is not the tenant's)."""
 
     @property
     def tenant(self):

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import views
+from . import views, views_jobs
 
 app_name = "records"
 
@@ -30,7 +30,7 @@ urlpatterns = [
         name="custom-data-delete",
     ),
     path("records/", views.RecordIndexView.as_view(), name="index"),
-    path("jobs/", views.JobListView.as_view(), name="jobs"),
-    path("jobs/<int:job_id>/", views.JobDetailView.as_view(), name="job"),
+    path("jobs/", views_jobs.JobListView.as_view(), name="jobs"),
+    path("jobs/<int:job_id>/", views_jobs.JobDetailView.as_view(), name="job"),
     path("records/<slug:record_type>/", views.RecordListView.as_view(), name="list"),
 ]

@@ -15,12 +15,12 @@ from django.views.generic import TemplateView
 from django_htmx.http import reswap, retarget
 
 from common.entities import EntityType, slug_of
-from common.paging import DEFAULT_PAGE_SIZE, PAGE_SIZES, paged
+from common.lists import ListMixin
 from integrations.tenancy import TenantMixin
 
 from .filters import RecordFilterSet
 from .forms import CustomDataAddForm, CustomDataEditForm, owned_by_connector
-from .models import CustomData, Job, Record, RemoteId
+from .models import CustomData, Record, RemoteId
 from .queries import (
     RECORDS_KEYSET,
     STANDARD_TYPES,
@@ -41,14 +41,6 @@ from .validation import RECORD_TYPE_PATTERN
 HISTORY_LIMIT = 100
 
 
-def _positive_int(value, default: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return default
-    return number if number > 0 else default
-
-
 def references_url(tenant_slug: str, integration, record_type: str, remote_id: str = "") -> str:
     """The References page of one integration, searching for `remote_id` if given."""
     slug = slug_of(record_type)
@@ -61,18 +53,6 @@ def references_url(tenant_slug: str, integration, record_type: str, remote_id: s
     return f"{url}?{urlencode({'q': remote_id})}" if remote_id else url
 
 
-class HtmxPartialMixin:
-    """The same URL renders the full page, or only the part htmx asked for."""
-
-    partial_template_name: str
-
-    def get_template_names(self):
-        htmx = getattr(self.request, "htmx", None)
-        if htmx and not htmx.history_restore_request:
-            return [self.partial_template_name]
-        return super().get_template_names()
-
-
 class RecordIndexView(TenantMixin, View):
     """/records/ opens the first tab."""
 
@@ -81,28 +61,36 @@ class RecordIndexView(TenantMixin, View):
         return HttpResponseRedirect(reverse("records:list", args=[self.tenant.slug, first]))
 
 
-class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
+class RecordListView(TenantMixin, ListMixin, TemplateView):
     """Records of one type: tabs, filters, search and pages without counting the whole set."""
 
+    filterset_class = RecordFilterSet
     template_name = "records/record_list.html"
     partial_template_name = "records/partials/record_table.html"
+    keyset = RECORDS_KEYSET
+
+    def resolve(self) -> None:
+        super().resolve()
+        if not RECORD_TYPE_PATTERN.match(self.kwargs["record_type"]):
+            raise Http404("No such record type.")
+
+    def get_filterset_kwargs(self) -> dict:
+        queryset = (
+            self.scoped(Record)
+            .filter(record_type=self.kwargs["record_type"])
+            .order_by("-last_modified", "-local_id")  # local_id: the unique tie-breaker
+        )
+        return {"queryset": queryset, "tenant": self.tenant}
+
+    def get_template_names(self):
+        return [self.list_template()]
 
     def get_context_data(self, **kwargs):
         record_type = self.kwargs["record_type"]
-        if not RECORD_TYPE_PATTERN.match(record_type):
-            raise Http404("No such record type.")
-        queryset = (
-            self.scoped(Record)
-            .filter(record_type=record_type)
-            .order_by("-last_modified", "-local_id")  # local_id: the unique tie-breaker
-        )
-        filterset = RecordFilterSet(self.request.GET or None, queryset=queryset, tenant=self.tenant)
-        per_page = _positive_int(self.request.GET.get("per_page"), DEFAULT_PAGE_SIZE)
-        per_page = per_page if per_page in PAGE_SIZES else DEFAULT_PAGE_SIZE
-        ignored_params = self.ignored_params(filterset, per_page)
+        filterset = self.filterset
         # The References page's paging: one row more than shown says whether a next page
         # exists, and Next/Previous seek from the last/first row shown (keyset paging).
-        result, _, _ = paged(
+        result, _, _ = self.paginate(
             filterset.qs.prefetch_related(
                 Prefetch(
                     "remote_ids",
@@ -111,32 +99,23 @@ class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
                     .order_by("connection__name", "connection_id"),
                 )
             ),
-            RECORDS_KEYSET,
-            _positive_int(self.request.GET.get("page"), 1),
-            per_page,
-            after=self.request.GET.get("after", ""),
-            before=self.request.GET.get("before", ""),
+            self.keyset,
         )
-        page, has_next, records = result.number, result.has_next, result.rows
+        records = result.rows
         sources = source_connection_ids(self.tenant) if records else frozenset()
         for record in records:
             record.lead = leading_remote_id(record.remote_ids.all(), sources)
         filtered = any(
             filterset.form.data.get(name) for name in filterset.filters if filterset.form.data
         )
-        kwargs["record_type"] = record_type
         return super().get_context_data(
+            **self.paging_context(),
             type_label=type_label(record_type),
             tabs=record_type_tabs(self.tenant, record_type),
-            filterset=filterset,
             filtered=filtered,
-            ignored_params=ignored_params,
             records=records,
-            page=page,
-            per_page=per_page,
-            page_sizes=PAGE_SIZES,
-            default_per_page=DEFAULT_PAGE_SIZE,
-            has_next=has_next,
+            page=result.number,
+            has_next=result.has_next,
             has_previous=result.has_previous,
             first_position=result.first_position,
             last_position=result.last_position,
@@ -145,27 +124,16 @@ class RecordListView(TenantMixin, HtmxPartialMixin, TemplateView):
             **kwargs,
         )
 
-    def ignored_params(self, filterset, per_page: int) -> list[str]:
-        """URL parameters that could not be used, each with what is shown instead (as on the
-        References page): a bookmark with a bad date still opens, and says so."""
-        data = self.request.GET
-        ignored = [
-            f"{name}={data.get(name)[:40]} is not valid: not filtered by it"
-            for name in (filterset.form.errors if filterset.is_bound else ())
-            if data.get(name) not in (None, "")
-        ]
-        asked = data.get("per_page")
-        if asked not in (None, "") and str(per_page) != asked:
-            sizes = ", ".join(str(size) for size in PAGE_SIZES)
-            ignored.append(f"per_page={asked[:20]} is not one of {sizes}: showing {per_page}")
-        return ignored
-
 
 # --- one record ------------------------------------------------------------------------
 
 
 class RecordMixin(TenantMixin):
     """Resolves the record from the URL within the request's tenant (another tenant's: 404)."""
+
+    def resolve(self) -> None:
+        super().resolve()
+        self.get_record()  # before the role check: another tenant's record is a 404 to all
 
     def get_record(self) -> Record:
         if not hasattr(self, "_record"):
@@ -406,67 +374,3 @@ class CustomDataDeleteView(RecordMixin, View):
         full_key = item.full_key
         delete_custom_data(item, self.actor)
         return self.changed_response(f"Deleted {full_key}.")
-
-
-# --- jobs -------------------------------------------------------------------------------------
-
-JOBS_PER_PAGE = 50
-
-
-def job_finished_message(job: Job) -> str:
-    if job.state == Job.State.FAILED:
-        return f"{job.description} failed: {job.error}"
-    counts = job.result or {}
-    parts = [f"{value:,} {name}" for name, value in counts.items() if value]
-    return f"{job.description}: done" + (f" ({', '.join(parts)})." if parts else ".")
-
-
-class JobListView(TenantMixin, View):
-    """Every job of the tenant: who started what, its state and progress, newest first."""
-
-    def get(self, request, *args, **kwargs):
-        jobs = self.scoped(Job).select_related("integration__source", "integration__target")
-        page_number = _positive_int(request.GET.get("page"), 1)
-        page = list(jobs[(page_number - 1) * JOBS_PER_PAGE : page_number * JOBS_PER_PAGE + 1])
-        context = {
-            "jobs": page[:JOBS_PER_PAGE],
-            "page_number": page_number,
-            "has_next": len(page) > JOBS_PER_PAGE,
-            "any_active": any(job.is_active for job in page),
-        }
-        template = "records/partials/job_table.html" if request.htmx else "records/job_list.html"
-        response = render(request, template, context)
-        return response
-
-
-class JobDetailView(TenantMixin, View):
-    """One job; htmx polls its status partial every second while it runs.
-
-    A page that started the job embeds the partial with `refresh=1`: when the job ends, that
-    page reloads (HX-Refresh) to show the result, with the outcome as a toast.
-    """
-
-    def get(self, request, *args, **kwargs):
-        job = self.get_object_or_404(
-            Job.objects.select_related("integration__source", "integration__target", "batch"),
-            pk=self.kwargs["job_id"],
-        )
-        if request.htmx:
-            response = render(
-                request,
-                "records/partials/job_status.html",
-                {"job": job, "refresh": request.GET.get("refresh") == "1"},
-            )
-            if request.GET.get("refresh") == "1" and not job.is_active:
-                level = messages.ERROR if job.state == Job.State.FAILED else messages.SUCCESS
-                messages.add_message(request, level, job_finished_message(job))
-                response["HX-Refresh"] = "true"
-        else:
-            references = (
-                references_url(request.tenant.slug, job.integration, job.record_type)
-                if job.integration
-                else ""
-            )
-            context = {"job": job, "references_url": references}
-            response = render(request, "records/job_detail.html", context)
-        return response

@@ -14,7 +14,7 @@ annotated as `target_remote_id` and `target_remote_ref`.
 Invalid values (an unknown `linked`, a malformed date) are ignored, not errors: a bookmarked
 URL always shows something. django-filter filters with the form's `cleaned_data`, which holds
 the valid fields only, so an invalid field is skipped while the valid ones still apply; the
-page lists the skipped ones (`ignored_params` in views.py).
+page lists the skipped ones (`common.lists.ListMixin.ignored_params`).
 """
 
 from __future__ import annotations

@@ -9,10 +9,13 @@ joined in by a correlated subquery and the record's modified/version columns by 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db.models import OuterRef, Subquery
+from django.utils import timezone
 
 from common.paging import Keyset, parse_int, parse_str
-from records.models import RemoteId
+from records.models import Batch, RemoteId
 from records.queries import modified_keyset
 
 LINKED_CHOICES = (
@@ -43,6 +46,7 @@ SORT_CHOICES = (
     ("-source", "Source id Z-A"),
 )
 DEFAULT_SORT = "-modified"
+BANNER_HOURS = 24  # how long a delete-all's Restore banner stays on its tab
 
 
 def target_rows(integration):
@@ -106,3 +110,20 @@ KEYSETS = {
     "source": _source_keyset("source", False),
     "-source": _source_keyset("-source", True),
 }
+
+
+def restorable_delete_alls(tenant, integration, record_type: str):
+    """A tab's delete-alls of the last day not yet restored, newest first; `integration` may
+    be an OuterRef."""
+    return (
+        Batch.objects.for_tenant(tenant)
+        .filter(
+            integration=integration,
+            record_type=record_type,
+            kind=Batch.Kind.DELETE_ALL,
+            restored_at__isnull=True,
+            created_at__gte=timezone.now() - timedelta(hours=BANNER_HOURS),
+            row_count__gt=0,
+        )
+        .order_by("-created_at", "-pk")
+    )

@@ -2,9 +2,12 @@ from django.urls import path, re_path
 
 from common.entities import SLUG_REGEX
 
-from . import views
 from . import views_backfill as backfill
 from . import views_health as health
+from . import views_reconcile as reconcile
+from . import views_restore as restore
+from . import views_rows as rows
+from . import views_table as table
 
 app_name = "references"
 
@@ -14,20 +17,28 @@ RECORD = BASE + r"(?P<local_id>[0-9a-f]{32})/"
 HEALTH = r"^integrations/(?P<integration_id>[0-9]+)/health/"
 
 urlpatterns = [
-    re_path(BASE + r"$", views.ReferenceListView.as_view(), name="list"),
-    re_path(BASE + r"add/$", views.AddReferenceView.as_view(), name="add"),
-    re_path(BASE + r"delete-all/$", views.DeleteAllView.as_view(), name="delete_all"),
-    re_path(RECORD + r"$", views.ReferenceRowView.as_view(), name="row"),
-    re_path(RECORD + r"edit/$", views.EditReferenceView.as_view(), name="edit"),
-    re_path(RECORD + r"delete/$", views.DeleteReferenceView.as_view(), name="delete"),
-    re_path(RECORD + r"history/$", views.HistoryView.as_view(), name="history"),
+    # The References table of one tab, and one reference's row actions.
+    re_path(BASE + r"$", table.ReferenceListView.as_view(), name="list"),
+    re_path(RECORD + r"$", table.ReferenceRowView.as_view(), name="row"),
+    re_path(BASE + r"add/$", rows.AddReferenceView.as_view(), name="add"),
+    re_path(RECORD + r"edit/$", rows.EditReferenceView.as_view(), name="edit"),
+    re_path(RECORD + r"delete/$", rows.DeleteReferenceView.as_view(), name="delete"),
+    re_path(RECORD + r"history/$", rows.HistoryView.as_view(), name="history"),
     re_path(
         RECORD + r"history/(?P<entry_id>[0-9]+)/revert/$",
-        views.RevertView.as_view(),
+        rows.RevertView.as_view(),
         name="revert",
     ),
-    path("batches/<int:batch_id>/restore/", views.RestoreBatchView.as_view(), name="restore"),
-    # Backfill: CSV import and export, suggested links, undo of the batches they write.
+    # Delete all, and the one restore view: from the tenant's URL (the References table's
+    # Undo, the delete-all banner) or from one under the tab (every other Undo).
+    re_path(BASE + r"delete-all/$", restore.DeleteAllView.as_view(), name="delete_all"),
+    path("batches/<int:batch_id>/restore/", restore.RestoreBatchView.as_view(), name="restore"),
+    re_path(
+        BASE + r"backfill/(?P<batch_id>[0-9]+)/undo/$",
+        restore.RestoreBatchView.as_view(),
+        name="backfill-undo",
+    ),
+    # Backfill: CSV import and export, suggested links.
     re_path(BASE + r"import/$", backfill.ImportView.as_view(), name="import"),
     re_path(BASE + r"import/apply/$", backfill.ImportApplyView.as_view(), name="import-apply"),
     re_path(BASE + r"export\.csv$", backfill.ExportView.as_view(), name="export"),
@@ -45,20 +56,16 @@ urlpatterns = [
     re_path(
         HEALTH + ENTITY + r"/export\.csv$", health.HealthExportView.as_view(), name="health-export"
     ),
-    re_path(HEALTH + ENTITY + r"/reconcile/$", health.ReconcileView.as_view(), name="reconcile"),
+    # Reconcile: compare with a remote export, and fix what differs.
+    re_path(HEALTH + ENTITY + r"/reconcile/$", reconcile.ReconcileView.as_view(), name="reconcile"),
     re_path(
         HEALTH + ENTITY + r"/reconcile/fix/$",
-        health.ReconcileFixView.as_view(),
+        reconcile.ReconcileFixView.as_view(),
         name="reconcile-fix",
     ),
     re_path(
         HEALTH + ENTITY + r"/reconcile/sample\.csv$",
-        health.ReconcileSampleView.as_view(),
+        reconcile.ReconcileSampleView.as_view(),
         name="reconcile-sample",
-    ),
-    re_path(
-        BASE + r"backfill/(?P<batch_id>[0-9]+)/undo/$",
-        backfill.BackfillUndoView.as_view(),
-        name="backfill-undo",
     ),
 ]

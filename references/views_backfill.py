@@ -1,6 +1,6 @@
-"""Backfill pages: CSV import (upload, dry-run preview, apply with progress), CSV export,
-suggested links, and undo of the batches they write. Logic lives in imports.py, exports.py,
-suggestions.py and services.py; these views only wire requests to them.
+"""Backfill pages: CSV import (upload, dry-run preview, apply with progress), CSV export and
+suggested links. Logic lives in imports.py, exports.py and suggestions.py; these views only wire
+requests to them. Their Undo buttons post to the one restore view (views_restore.py).
 """
 
 from __future__ import annotations
@@ -8,121 +8,34 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
-from django.middleware.csrf import get_token
+from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import TemplateView, View
 
-from common.entities import EntityType, record_type_of, slug_of
 from common.errors import DomainError
-from integrations.models import Integration
-from integrations.tenancy import TenantMixin
 from records import jobs
 from records.counts import counts_of
 from records.models import AuditEntry, Batch
-from records.services import Actor
 
 from . import exports, health, imports, suggestions
+from .mixins import IntegrationMixin
 from .models import ImportUpload
-from .services import restore_batch, start_restore_job
+from .views_restore import undo_form
 
 SHOWN_ROWS = 200  # rejected rows / changes listed on the preview
 UPLOADS_KEPT_FOR = timedelta(days=1)
 
 
-class _ResolveIntegration:
-    """Between tenancy and the handler: the integration and entity of the URL, then the role.
-
-    An integration of another tenant (or an entity it does not sync) is a 404 before any role
-    check, so a support user learns nothing from a 403 either.
-    """
-
-    admin_only = False
-
-    def dispatch(self, request, *args, **kwargs):
-        self.integration = get_object_or_404(
-            Integration.objects.for_tenant(request.tenant).select_related(
-                "tenant", "source__connector", "target__connector"
-            ),
-            pk=kwargs["integration_id"],
-        )
-        self.entity = kwargs["entity"]
-        self.record_type = record_type_of(self.entity)
-        if self.record_type not in self.integration.synced_entity_types:
-            raise Http404("This integration does not sync that entity type.")
-        if self.admin_only and not request.membership.is_admin:
-            raise PermissionDenied("Only tenant admins may do this.")
-        return super().dispatch(request, *args, **kwargs)
-
-
-class BackfillMixin(TenantMixin, _ResolveIntegration):
-    @property
-    def actor(self) -> Actor:
-        return Actor.for_user(self.request.user)
-
-    @cached_property
-    def kwargs_for_urls(self) -> dict:
-        return {
-            "tenant_slug": self.tenant.slug,
-            "integration_id": self.integration.pk,
-            "entity": self.entity,
-        }
-
-    def url(self, name: str, **extra) -> str:
-        return reverse(f"references:{name}", kwargs={**self.kwargs_for_urls, **extra})
-
-    def references_url(self) -> str:
-        return self.url("list")
-
-    def get_context_data(self, **kwargs):
-        kwargs.update(
-            integration=self.integration,
-            record_type=self.record_type,
-            entity=self.entity,
-            entity_label=EntityType(self.record_type).label,
-            references_url=self.references_url(),
-            is_admin=self.request.membership.is_admin,
-        )
-        return super().get_context_data(**kwargs)
-
-
-def undo_form(request, batch: Batch, label: str = "Undo", *, next_url: str = "") -> str:
-    """The Undo button of a toast; after undoing it returns to `next_url` (default: here)."""
-    url = reverse(
-        "references:backfill-undo",
-        kwargs={
-            "tenant_slug": batch.tenant.slug,
-            "integration_id": batch.integration_id,
-            "entity": slug_of(batch.record_type),
-            "batch_id": batch.pk,
-        },
-    )
-    return format_html(
-        '<form method="post" action="{}" class="inline">'
-        '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
-        '<input type="hidden" name="next" value="{}">'
-        '<button type="submit" class="btn btn-small">{}</button></form>',
-        url,
-        get_token(request),
-        next_url or request.get_full_path(),
-        label,
-    )
-
-
 # --- import ----------------------------------------------------------------------------------
 
 
-class ImportView(BackfillMixin, TemplateView):
+class ImportView(IntegrationMixin, TemplateView):
     """GET: the upload form, or the dry-run preview of an uploaded file (?upload=<token>).
     POST: read and check the file, keep it for the preview, redirect to the preview."""
 
-    admin_only = True
+    admin_required = True
     template_name = "references/import.html"
 
     def uploads(self):
@@ -231,10 +144,10 @@ class ImportView(BackfillMixin, TemplateView):
         )
 
 
-class ImportApplyView(BackfillMixin, View):
+class ImportApplyView(IntegrationMixin, View):
     """Apply an uploaded file: plan again and write in one transaction, then show the result."""
 
-    admin_only = True
+    admin_required = True
 
     def get(self, request, *args, **kwargs):
         return redirect(self.url("import"))  # a reload or a bookmark of the POST target
@@ -279,51 +192,10 @@ class ImportApplyView(BackfillMixin, View):
         return HttpResponseRedirect(done_url)
 
 
-# --- undo ------------------------------------------------------------------------------------
-
-
-class BackfillUndoView(BackfillMixin, View):
-    """Restore a batch (an import, accepted suggestions...) of this integration and entity."""
-
-    admin_only = True
-
-    def get(self, request, *args, **kwargs):
-        self.batch()  # another tenant's or integration's batch is a 404 here too
-        return redirect(self.url("import"))
-
-    def batch(self) -> Batch:
-        return get_object_or_404(
-            Batch.objects.for_tenant(self.tenant).select_related("tenant"),
-            pk=self.kwargs["batch_id"],
-            integration=self.integration,
-            record_type=self.record_type,
-        )
-
-    def post(self, request, *args, **kwargs):
-        batch = self.batch()
-        if start_restore_job(batch, self.actor) is not None:
-            messages.info(
-                request,
-                f"Undoing {batch.description} in the background ({batch.row_count:,} rows). "
-                "You can leave this page.",
-            )
-            return HttpResponseRedirect(self.url("import"))
-        try:
-            restore_batch(batch, self.actor)
-        except DomainError as error:
-            messages.error(request, error.message)
-        else:
-            messages.success(request, f"Undone: {batch.description}.")
-        target = request.POST.get("next", "")
-        if not url_has_allowed_host_and_scheme(target, {request.get_host()}):
-            target = self.url("import")
-        return HttpResponseRedirect(target)
-
-
 # --- suggested links -------------------------------------------------------------------------
 
 
-class SuggestionsView(BackfillMixin, TemplateView):
+class SuggestionsView(IntegrationMixin, TemplateView):
     """Unlinked source records with a target-only twin that carries the same human reference."""
 
     template_name = "references/suggestions.html"
@@ -345,10 +217,10 @@ class SuggestionsView(BackfillMixin, TemplateView):
         )
 
 
-class SuggestionsAcceptView(BackfillMixin, View):
+class SuggestionsAcceptView(IntegrationMixin, View):
     """Accept the posted pairs (one, or all shown) that still hold, as one restorable batch."""
 
-    admin_only = True
+    admin_required = True
 
     def get(self, request, *args, **kwargs):
         return redirect(self.url("suggestions"))
@@ -381,7 +253,7 @@ class SuggestionsAcceptView(BackfillMixin, View):
 # --- export ----------------------------------------------------------------------------------
 
 
-class ExportView(BackfillMixin, View):
+class ExportView(IntegrationMixin, View):
     """The References page's current filtered view as CSV in the import format, streamed."""
 
     def get(self, request, *args, **kwargs):

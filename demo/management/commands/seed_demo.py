@@ -319,7 +319,9 @@ class Command(BaseCommand):
                 ),
                 anna,
             )
-        latest = RemoteId.objects.get(connection=integration.source, remote_id="5002000004")
+        latest = RemoteId.objects.for_tenant(integration.tenant).get(
+            connection=integration.source, remote_id="5002000004"
+        )
         edit_reference(
             integration,
             latest.record,
