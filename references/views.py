@@ -56,7 +56,9 @@ class ReferencesMixin(TenantMixin):
         # One query brings what every tab shows besides its rows: the connections, the kept
         # counts, and whether the tab has jobs or a restorable delete-all to ask for at all.
         integrations = counts.with_kept_counts(
-            Integration.objects.select_related("source__connector", "target__connector")
+            Integration.objects.for_tenant(self.tenant).select_related(
+                "source__connector", "target__connector"
+            )
         )
         record_type = record_type_of(self.kwargs.get("entity", ""))
         if record_type is not None:
