@@ -39,6 +39,7 @@ ALLOWED = {
     "integrations/management/commands/": ANY_MODEL,
     "records/management/commands/": ANY_MODEL,
     "references/management/commands/": ANY_MODEL,
+    "demo/management/commands/": ANY_MODEL,
     # Resolving the tenant: a user's memberships (tenancy.py; the tenant picker in views.py)
     # and an API key's connection, whose globally unique id decides the tenant.
     "integrations/tenancy.py": {"Membership"},
