@@ -3,9 +3,13 @@
     BENCH_N=1000000        references of the main integration (default 1,000,000)
     BENCH_DB=...           database name (default refdesk_bench, refdesk_bench_<N> for other N)
     BENCH_PG=postgres://postgres@127.0.0.1:5432   server to create it on
-    BENCH_PORT=8090        where gunicorn listens (127.0.0.1 only)
+    BENCH_PORT=8090        where gunicorn listens (127.0.0.1 only); the floor on PORT + 5
     BENCH_REQUESTS=300     timed requests per operation (after BENCH_WARMUP=20)
     BENCH_MAX_SECONDS=20   stop an operation's loop after this long (slow admin searches)
+    BENCH_PAIR_SECONDS=60  the same for an interleaved group (admin, refdesk, floor in one loop)
+    BENCH_GUNICORN_ARGS=   extra gunicorn arguments after `-c config/gunicorn.conf.py`
+                           (experiments only: the results then say they are not production's)
+    BENCH_COMPARE=sync:2,gthread:2x4,...   candidates of `BENCH_ONLY=gunicorn_compare`
     BENCH_ONLY=a,b         run only these operation keys (and the once-only ones named)
     BENCH_DELETE_ALL=articles   tabs whose delete-all + restore are timed (orders too at 3M)
 
@@ -28,6 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +47,11 @@ PORT = int(os.environ.get("BENCH_PORT", "8090"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "300"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "20"))
 MAX_SECONDS = float(os.environ.get("BENCH_MAX_SECONDS", "20"))
+PAIR_SECONDS = float(os.environ.get("BENCH_PAIR_SECONDS", "60"))
+FLOOR_PORT = PORT + 5  # not 8091: make load (bench/load_faults.py) listens there
+GUNICORN_CONF = ROOT / "config" / "gunicorn.conf.py"
+GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN_ARGS", "").split()
+THROUGHPUT_CLIENTS = 8
 ONLY = {key for key in os.environ.get("BENCH_ONLY", "").split(",") if key}
 ADMIN_PATH = "/admin/records/remoteid/"
 # Tabs whose delete-all and restore are timed: articles (~256k rows at 1M); at 3M also orders
@@ -105,52 +115,89 @@ def git_sha() -> str:
 # --- the server -------------------------------------------------------------------------------
 
 
-class Server:
-    """gunicorn as the README's production section starts it (2 sync workers, the default
-    30 s timeout, DEBUG off), on 127.0.0.1."""
+def gunicorn_settings() -> dict:
+    """The shared gunicorn config (config/gunicorn.conf.py) as gunicorn reads it."""
+    import runpy
 
-    def __init__(self):
-        self.log_path = RESULTS / "gunicorn.log.tmp"
+    values = runpy.run_path(str(GUNICORN_CONF))
+    return {
+        key: values[key]
+        for key in ("workers", "worker_class", "threads", "timeout", "keepalive")
+        if key in values
+    }
+
+
+class Server:
+    """gunicorn as the README's production section starts it: `-c config/gunicorn.conf.py`
+    (worker class, count, threads, timeout from that one file), DEBUG off, on 127.0.0.1.
+    `extra` are arguments after the config file (they override it): BENCH_GUNICORN_ARGS and
+    the candidates of gunicorn_compare only."""
+
+    def __init__(
+        self,
+        port: int = PORT,
+        settings: str = "bench.settings",
+        extra: list[str] | None = None,
+        name: str = "gunicorn",
+    ):
+        self.port = port
+        self.settings = settings
+        self.extra = GUNICORN_ARGS if extra is None else extra
+        self.name = name
+        self.log_path = RESULTS / f"{name}.log.tmp"
         self.process = None
 
-    def __enter__(self):
-        command = [
+    @property
+    def command(self) -> list[str]:
+        return [
             str(ROOT / ".venv" / "bin" / "gunicorn"),
-            "config.wsgi:application",
+            "-c",
+            str(GUNICORN_CONF.relative_to(ROOT)),
             "--bind",
-            f"127.0.0.1:{PORT}",
-            "--workers",
-            os.environ.get("BENCH_WORKERS", "2"),
+            f"127.0.0.1:{self.port}",
             "--error-logfile",
             str(self.log_path),
+            *self.extra,
+            "config.wsgi:application",
         ]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=server_env())
-        deadline = time.monotonic() + 30
+
+    def __enter__(self):
+        env = {**server_env(), "DJANGO_SETTINGS_MODULE": self.settings}
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=env)
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                status, _, _ = request("GET", "/login/")
-                if status == 200:
-                    log(f"gunicorn up on 127.0.0.1:{PORT} (pid {self.process.pid})")
-                    return self
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/favicon.ico", headers={"Host": "127.0.0.1"})
+                conn.getresponse().read()
+                conn.close()
+                log(f"{self.name} up on 127.0.0.1:{self.port} (pid {self.process.pid})")
+                return self
             except OSError:
                 time.sleep(0.3)
-        raise SystemExit(f"gunicorn did not start; see {self.log_path}")
+        raise SystemExit(f"{self.name} did not start; see {self.log_path}")
 
     def __exit__(self, *exc):
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
 
+    def worker_pids(self) -> list[int]:
+        try:
+            path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            return [int(pid) for pid in path.read_text().split()]
+        except OSError:
+            return []
+
     def worker_rss_kb(self) -> int:
         """Summed resident memory of the worker processes."""
         total = 0
-        try:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-            for pid in children.read_text().split():
+        for pid in self.worker_pids():
+            try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
-        except OSError:
-            pass
+            except OSError:
+                pass
         return total
 
 
@@ -158,12 +205,22 @@ class Server:
 
 
 class Session:
-    """Cookies and credentials of one client; each request is a fresh HTTP/1.1 connection
-    (gunicorn's sync workers close after every response, as behind a real proxy)."""
+    """Cookies and credentials of one client, on one persistent HTTP/1.1 connection (keep-alive,
+    as a browser or an API client keeps it). When the server closes after a response (gunicorn's
+    sync workers always do) the next request opens a new connection."""
 
-    def __init__(self, basic: tuple[str, str] | None = None):
+    def __init__(self, basic: tuple[str, str] | None = None, port: int = PORT):
         self.cookies: dict[str, str] = {}
         self.basic = basic
+        self.port = port
+        self.conn: http.client.HTTPConnection | None = None
+        self.connections = 0  # opened, to tell keep-alive from connection-per-request
+
+    def on(self, port: int) -> Session:
+        """The same client (cookies, credentials) talking to another server."""
+        other = Session(self.basic, port)
+        other.cookies = dict(self.cookies)
+        return other
 
     def headers(self, extra: dict | None = None) -> dict:
         headers = {"Host": "127.0.0.1"}
@@ -177,8 +234,40 @@ class Session:
         headers.update(extra or {})
         return headers
 
-    def request(self, method, path, body=None, headers=None):
-        status, response_headers, data = request(method, path, body, self.headers(headers))
+    def send(self, method, path, body=None, headers=None, sink=None):
+        for attempt in (0, 1):
+            reused = self.conn is not None
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+                self.connections += 1
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                response = self.conn.getresponse()
+                if sink is None:
+                    data = response.read()
+                else:
+                    data = b""
+                    while chunk := response.read(1 << 16):
+                        sink(chunk)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if attempt or not reused:
+                    raise
+                continue  # the server closed an idle keep-alive connection: once more, anew
+            if response.will_close:
+                self.close()
+            return response.status, response.getheaders(), data
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def request(self, method, path, body=None, headers=None, sink=None):
+        status, response_headers, data = self.send(
+            method, path, body, self.headers(headers), sink=sink
+        )
         for name, value in response_headers:
             if name.lower() == "set-cookie":
                 key, _, rest = value.partition("=")
@@ -204,22 +293,6 @@ class Session:
         return self
 
 
-def request(method, path, body=None, headers=None, sink=None):
-    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=600)
-    try:
-        conn.request(method, path, body=body, headers=headers or {"Host": "127.0.0.1"})
-        response = conn.getresponse()
-        if sink is None:
-            data = response.read()
-        else:
-            data = b""
-            while chunk := response.read(1 << 16):
-                sink(chunk)
-        return response.status, response.getheaders(), data
-    finally:
-        conn.close()
-
-
 # --- operations -------------------------------------------------------------------------------
 
 
@@ -227,14 +300,45 @@ def request(method, path, body=None, headers=None, sink=None):
 class Op:
     key: str
     label: str
-    session: str  # "app", "admin" or "api"
+    session: str  # "app", "admin", "api" or "floor"
     path: Callable[[int], str]
     method: str = "GET"
     body: Callable[[int], tuple[str, str]] | None = None  # (content type, body)
-    baseline: str | None = None
     expect: tuple[int, ...] = (200,)
     headers: dict = field(default_factory=dict)
     requests: int = REQUESTS
+
+
+@dataclass
+class Group:
+    """Operations compared with each other, timed in one interleaved loop: each iteration sends
+    one request of each (the same search term to all), so whatever else runs on the machine
+    meets all of them alike. Ratios are taken per iteration (admin / refdesk, refdesk / floor)
+    and summarised by their median and 10th-90th percentiles."""
+
+    key: str
+    app: Op
+    admin: Op | None = None
+    floor: Op | None = None
+    admin_note: str = ""  # what the admin side is, when it is not the same operation
+
+    @property
+    def members(self) -> list[tuple[str, Op]]:
+        return [(role, op) for role, op in (("admin", self.admin), ("app", self.app),
+                                             ("floor", self.floor)) if op is not None]  # fmt: skip
+
+
+# Targets of issue "Fast at a million": refdesk at least `admin` times faster than the Django
+# admin (median of per-pair ratios), at most `floor` times the floor's p50, p50 at most `p50_ms`.
+TARGETS = {
+    "list_page1": {"admin": 20, "floor": 5},
+    "search_exact": {"admin": 20, "floor": 5},
+    "search_substring": {"admin": 20, "floor": 5},
+    "unlinked": {"admin": 20, "floor": 5},
+    "record_page": {"floor": 5},
+    "api_by_remote_id": {"p50_ms": 3},
+}
+THROUGHPUT_TARGET = 1000  # req/s, API by-remote-id, 8 keep-alive clients
 
 
 @dataclass
@@ -245,9 +349,10 @@ class Result:
     samples: list[float] = field(default_factory=list)
     queries: list[int] = field(default_factory=list)
     note: str = ""
-    baseline: str | None = None
+    compared: dict = field(default_factory=dict)  # interleaved ratios (the refdesk side)
+    connections: int = 0
 
-    def as_dict(self, by_key) -> dict:
+    def as_dict(self) -> dict:
         out = {"key": self.key, "label": self.label, "status": self.status, "note": self.note}
         if self.samples:
             ordered = sorted(self.samples)
@@ -258,14 +363,35 @@ class Result:
                 mean_ms=round(statistics.fmean(ordered), 2),
                 queries=max(self.queries) if self.queries else None,
                 queries_min=min(self.queries) if self.queries else None,
+                connections=self.connections,
             )
-            base = by_key.get(self.baseline)
-            if base and base.samples:
-                out["baseline"] = self.baseline
-                out["ratio_to_admin"] = round(
-                    percentile(sorted(base.samples), 50) / out["p50_ms"], 1
-                )
+        out.update(self.compared)
+        target = TARGETS.get(self.key)
+        if target and self.samples:
+            out["target"] = target
+            out["misses"] = misses(out, target)
         return out
+
+
+def misses(row: dict, target: dict) -> list[str]:
+    """What of the target this row misses, and by how much."""
+    out = []
+    if "admin" in target and "admin_ratio" in row:
+        got = row["admin_ratio"]["median"]
+        if got < target["admin"]:
+            out.append(
+                f"vs admin {got}x < {target['admin']}x (short by {target['admin'] / got:.1f}x)"
+            )
+    if "floor" in target and "floor_multiple" in row:
+        got = row["floor_multiple"]["of_p50s"]
+        if got > target["floor"]:
+            out.append(f"floor {got}x > {target['floor']}x (over by {got / target['floor']:.1f}x)")
+    if "p50_ms" in target and row["p50_ms"] > target["p50_ms"]:
+        out.append(
+            f"p50 {row['p50_ms']} ms > {target['p50_ms']} ms "
+            f"(over by {row['p50_ms'] - target['p50_ms']:.1f} ms)"
+        )
+    return out
 
 
 def percentile(ordered: list[float], pct: float) -> float:
@@ -277,25 +403,46 @@ def percentile(ordered: list[float], pct: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def ratio_stats(numerators: list[float], denominators: list[float]) -> dict:
+    """Median and 10th/25th/75th/90th percentiles of the per-iteration ratios."""
+    ratios = sorted(a / b for a, b in zip(numerators, denominators, strict=True))
+    return {
+        "median": round(percentile(ratios, 50), 1),
+        "p10": round(percentile(ratios, 10), 1),
+        "p25": round(percentile(ratios, 25), 1),
+        "p75": round(percentile(ratios, 75), 1),
+        "p90": round(percentile(ratios, 90), 1),
+        "of_p50s": round(
+            percentile(sorted(numerators), 50) / percentile(sorted(denominators), 50), 1
+        ),
+        "pairs": len(ratios),
+    }
+
+
+def timed(session: Session, op: Op, i: int):
+    body, headers = None, dict(op.headers)
+    if op.body:
+        content_type, body = op.body(i)
+        headers["Content-Type"] = content_type
+    t0 = time.perf_counter()
+    status, response_headers, data = session.request(op.method, op.path(i), body, headers)
+    return status, response_headers, data, (time.perf_counter() - t0) * 1000
+
+
 def run_op(op: Op, sessions: dict[str, Session]) -> Result:
-    result = Result(op.key, op.label, baseline=op.baseline)
+    result = Result(op.key, op.label)
     session = sessions.get(op.session)
     if session is None:
         result.status, result.note = "skipped", f"no {op.session} session (not built yet?)"
         return result
+    connections = session.connections
     started = time.monotonic()
     warmup = WARMUP
     for i in range(WARMUP + op.requests):
         if i < warmup and time.monotonic() - started > MAX_SECONDS / 4:
             warmup = i  # slow operation: a few warm-up requests are enough
             started = time.monotonic()
-        body, headers = None, dict(op.headers)
-        if op.body:
-            content_type, body = op.body(i)
-            headers["Content-Type"] = content_type
-        t0 = time.perf_counter()
-        status, response_headers, data = session.request(op.method, op.path(i), body, headers)
-        elapsed = (time.perf_counter() - t0) * 1000
+        status, response_headers, data, elapsed = timed(session, op, i)
         if status not in op.expect:
             result.status = "skipped" if status == 404 and i == 0 else "error"
             result.note = f"HTTP {status} for {op.method} {op.path(i)}"
@@ -304,6 +451,7 @@ def run_op(op: Op, sessions: dict[str, Session]) -> Result:
             return result
         if i == warmup - 1:
             started = time.monotonic()
+            connections = session.connections
         if i >= warmup:
             result.samples.append(elapsed)
             count = response_headers.get("X-Bench-Queries")
@@ -312,46 +460,212 @@ def run_op(op: Op, sessions: dict[str, Session]) -> Result:
             if time.monotonic() - started > MAX_SECONDS and len(result.samples) >= 10:
                 result.note = f"stopped after {MAX_SECONDS:.0f} s"
                 break
+    result.connections = session.connections - connections
     return result
 
 
-def throughput(op: Op, sessions, clients: int = 4, total: int = 2000) -> dict:
-    """Requests per second with `clients` concurrent connections (client on the same cores)."""
-    session = sessions.get(op.session)
-    if session is None:
-        return {"status": "skipped"}
-    counter = iter(range(total))
-    lock = threading.Lock()
-    errors = []
+def run_group(group: Group, sessions: dict[str, Session]) -> list[Result]:
+    """admin, refdesk, floor, in one loop; the order rotates every iteration so that none of
+    them always goes first (and warms the cache for the others) or always last."""
+    members = group.members
+    results = {role: Result(op.key, op.label) for role, op in members}
+    missing = [op.session for _, op in members if op.session not in sessions]
+    if missing:
+        for result in results.values():
+            result.status, result.note = "skipped", f"no {', '.join(missing)} session"
+        return list(results.values())
+    started = time.monotonic()
+    warmup = WARMUP
+    for i in range(WARMUP + group.app.requests):
+        if i < warmup and time.monotonic() - started > PAIR_SECONDS / 4:
+            warmup = i
+            started = time.monotonic()
+        shift = i % len(members)
+        for role, op in members[shift:] + members[:shift]:
+            status, response_headers, data, elapsed = timed(sessions[op.session], op, i)
+            if status not in op.expect:
+                note = f"HTTP {status} for {op.method} {op.path(i)}"
+                log(f"{op.key}: {note}: {data[:300]!r}")
+                for result in results.values():
+                    result.status, result.note = "error", note
+                return list(results.values())
+            if i >= warmup:
+                results[role].samples.append(elapsed)
+                count = response_headers.get("X-Bench-Queries")
+                if count is not None:
+                    results[role].queries.append(int(count))
+        if i == warmup - 1:
+            started = time.monotonic()
+        if i >= warmup and time.monotonic() - started > PAIR_SECONDS and i - warmup >= 29:
+            for result in results.values():
+                result.note = f"stopped after {PAIR_SECONDS:.0f} s"
+            break
+    app = results["app"]
+    if "admin" in results:
+        app.compared["admin_ratio"] = ratio_stats(results["admin"].samples, app.samples)
+        app.compared["admin_key"] = group.admin.key
+        if group.admin_note:
+            app.compared["admin_note"] = group.admin_note
+    if "floor" in results:
+        app.compared["floor_multiple"] = ratio_stats(app.samples, results["floor"].samples)
+        app.compared["floor_key"] = group.floor.key
+    return list(results.values())
 
-    deadline = time.monotonic() + MAX_SECONDS
-    done = []
 
-    def worker():
-        while time.monotonic() < deadline:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            status, _, _ = request(op.method, op.path(i), None, session.headers())
-            if status != 200:
-                errors.append(status)
-            done.append(i)
+# --- CPU accounting ---------------------------------------------------------------------------
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - t0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid) -> float:
+    """CPU seconds (user + system) of one process so far, 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cpu_snapshot(server: Server | None) -> dict:
+    """Machine busy/total CPU seconds, and per process those of gunicorn's workers and of the
+    PostgreSQL backends of the bench database (others may use the same server)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]
+    postgres = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if title.startswith("postgres: ") and f" {DB} " in title:
+                postgres[entry.name] = _proc_cpu(entry.name)
     return {
-        "status": "ok" if not errors else "error",
-        "requests": len(done),
-        "clients": clients,
-        "seconds": round(seconds, 2),
-        "requests_per_second": round(len(done) / seconds),
-        "errors": len(errors),
+        "total": sum(values[:8]) / CLOCK_TICKS,
+        "busy": (sum(values[:8]) - idle) / CLOCK_TICKS,
+        "gunicorn": {pid: _proc_cpu(pid) for pid in (server.worker_pids() if server else [])},
+        "postgres": postgres,
+    }
+
+
+def cpu_used(before: dict, after: dict, name: str) -> float:
+    """CPU seconds the processes of `after[name]` used since `before` (new ones from zero)."""
+    return sum(cpu - before[name].get(pid, 0.0) for pid, cpu in after[name].items())
+
+
+# --- throughput -------------------------------------------------------------------------------
+
+
+def _throughput_client(port, paths, headers, start_at, end_at, pipe) -> None:
+    """One client process: one persistent connection, requests back to back until end_at."""
+    conn = None
+    opened = 0
+
+    def one(path) -> int:
+        nonlocal conn, opened
+        for attempt in (0, 1):
+            reused = conn is not None
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                opened += 1
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                response.read()
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                conn = None
+                if attempt or not reused:
+                    return 0
+                continue
+            if response.will_close:
+                conn.close()
+                conn = None
+            return response.status
+        return 0
+
+    i = 0
+    while time.monotonic() < start_at:  # warm-up until every client is running
+        one(paths[i % len(paths)])
+        i += 1
+    cpu0, opened0 = os.times(), opened
+    latencies, errors = [], 0
+    while time.monotonic() < end_at:
+        t0 = time.perf_counter()
+        status = one(paths[i % len(paths)])
+        latencies.append((time.perf_counter() - t0) * 1000)
+        errors += status != 200
+        i += 1
+    cpu1 = os.times()
+    pipe.send(
+        {
+            "latencies": latencies,
+            "errors": errors,
+            "cpu": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+            "connections": opened - opened0,
+        }
+    )
+    pipe.close()
+
+
+def throughput(
+    op: Op, session: Session, server: Server | None, *, port: int = PORT, seconds: float = 8
+) -> dict:
+    """Requests per second with THROUGHPUT_CLIENTS concurrent keep-alive clients, each its own
+    process (threads of one process would share one GIL), on the same 2 cores as gunicorn and
+    PostgreSQL: their CPU share is measured and reported beside the rate."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    paths = [op.path(i) for i in range(4000)]
+    headers = session.headers()
+    start_at = time.monotonic() + 1.5
+    end_at = start_at + seconds
+    clients = []
+    for k in range(THROUGHPUT_CLIENTS):
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_throughput_client,
+            args=(port, paths[k * 500 :] + paths[: k * 500], headers, start_at, end_at, send),
+        )
+        process.start()
+        clients.append((process, receive))
+    while time.monotonic() < start_at:
+        time.sleep(0.01)
+    before = cpu_snapshot(server)
+    while time.monotonic() < end_at:
+        time.sleep(0.01)
+    after = cpu_snapshot(server)
+    reports = []
+    for process, receive in clients:
+        reports.append(receive.recv())
+        process.join()
+    latencies = sorted(x for report in reports for x in report["latencies"])
+    machine = after["total"] - before["total"]  # CPU seconds the machine had (all cores)
+    client_cpu = sum(report["cpu"] for report in reports)
+
+    def share(cpu: float) -> float:
+        return round(100 * cpu / machine, 1) if machine else 0.0
+
+    return {
+        "status": "ok" if not any(r["errors"] for r in reports) else "error",
+        "clients": THROUGHPUT_CLIENTS,
+        "keep_alive": True,
+        "seconds": seconds,
+        "requests": len(latencies),
+        "requests_per_second": round(len(latencies) / seconds),
+        "p50_ms": round(percentile(latencies, 50), 2) if latencies else None,
+        "p95_ms": round(percentile(latencies, 95), 2) if latencies else None,
+        "errors": sum(r["errors"] for r in reports),
+        "connections_opened": sum(r["connections"] for r in reports),
+        # Shares of the machine's CPU time over the window (100% = both cores busy).
+        "cpu_share_pct": {
+            "client": share(client_cpu),
+            "gunicorn": share(cpu_used(before, after, "gunicorn")),
+            "postgres": share(cpu_used(before, after, "postgres")),
+            "machine_busy": share(after["busy"] - before["busy"]),
+        },
     }
 
 
@@ -370,6 +684,7 @@ class Plan:
         self.integration = world.main
         base = f"/t/{tenant.slug}/integrations/{world.main.pk}/references"
         self.list_path = f"{base}/orders/"
+        self.floor_path = f"/floor/{world.main.pk}/order/"
         self.health_path = f"/t/{tenant.slug}/integrations/{world.main.pk}/health/"
         self.tab_path = base
         orders = round(N * 0.35)
@@ -413,34 +728,10 @@ class Plan:
         ]
 
     def ops(self) -> list[Op]:
+        """Operations timed on their own (nothing to compare them with)."""
         p = self
         q = urlencode
         return [
-            Op(
-                "admin_list",
-                "Django admin RemoteId changelist, page 1",
-                "admin",
-                lambda i: ADMIN_PATH,
-            ),
-            Op(
-                "admin_exact",
-                "Django admin, exact id (?q=)",
-                "admin",
-                lambda i: f"{ADMIN_PATH}?{q({'q': p.exact[i % 64]})}",
-            ),
-            Op(
-                "admin_substring",
-                "Django admin, substring (?q=)",
-                "admin",
-                lambda i: f"{ADMIN_PATH}?{q({'q': p.substrings[i % 64]})}",
-            ),
-            Op(
-                "list_page1",
-                "References tab, page 1",
-                "app",
-                lambda i: p.list_path,
-                baseline="admin_list",
-            ),
             Op(
                 "list_deep",
                 f"References tab, page {p.deep_page}",
@@ -455,27 +746,6 @@ class Plan:
                     f"{p.list_path}?"
                     + q({"page": p.deep_page + 1 - i % 8, "after": p.deep_positions[i % 8]})
                 ),
-            ),
-            Op(
-                "search_exact",
-                "Exact-id search",
-                "app",
-                lambda i: f"{p.list_path}?{q({'q': p.exact[i % 64]})}",
-                baseline="admin_exact",
-            ),
-            Op(
-                "search_substring",
-                "Substring search",
-                "app",
-                lambda i: f"{p.list_path}?{q({'q': p.substrings[i % 64]})}",
-                baseline="admin_substring",
-            ),
-            Op("unlinked", "Unlinked filter", "app", lambda i: f"{p.list_path}?linked=unlinked"),
-            Op(
-                "record_page",
-                "Record page",
-                "app",
-                lambda i: f"/t/{p.world.tenant.slug}/records/{p.local_ids[i % len(p.local_ids)]}/",
             ),
             Op("health_overview", "Health overview", "app", lambda i: p.health_path),
             Op(
@@ -496,20 +766,123 @@ class Plan:
                 "app",
                 lambda i: f"{p.health_path}orders/?finding=reused",
             ),
-            Op(
-                "api_by_remote_id",
-                "API by-remote-id",
-                "api",
-                lambda i: (
-                    "/api/v1/article/by-remote-id?" + q({"remoteId": p.api_ids[i % len(p.api_ids)]})
-                ),
-            ),
+            self.api_op(),
             Op(
                 "api_delta",
                 "API modifiedAtOrAfter, 100 per page",
                 "api",
                 lambda i: (
                     "/api/v1/order?" + q({"modifiedAtOrAfter": p.since[i % 64], "limit": 100})
+                ),
+            ),
+        ]
+
+    def api_op(self) -> Op:
+        return Op(
+            "api_by_remote_id",
+            "API by-remote-id (1 keep-alive client)",
+            "api",
+            lambda i: (
+                "/api/v1/article/by-remote-id?"
+                + urlencode({"remoteId": self.api_ids[i % len(self.api_ids)]})
+            ),
+        )
+
+    def groups(self) -> list[Group]:
+        """Operations compared in one interleaved loop: refdesk beside the Django admin and the
+        floor (bench/floor.py: the same rows query, a minimal template, no middleware)."""
+        p = self
+        q = urlencode
+        admin_list = Op(
+            "admin_list", "Django admin RemoteId changelist, page 1", "admin", lambda i: ADMIN_PATH
+        )
+        return [
+            Group(
+                "page1",
+                app=Op("list_page1", "References tab, page 1", "app", lambda i: p.list_path),
+                admin=admin_list,
+                floor=Op("floor_page1", "Floor: page 1", "floor", lambda i: p.floor_path),
+            ),
+            Group(
+                "exact",
+                app=Op(
+                    "search_exact",
+                    "Exact-id search",
+                    "app",
+                    lambda i: f"{p.list_path}?{q({'q': p.exact[i % 64]})}",
+                ),
+                admin=Op(
+                    "admin_exact",
+                    "Django admin, exact id (?q=)",
+                    "admin",
+                    lambda i: f"{ADMIN_PATH}?{q({'q': p.exact[i % 64]})}",
+                ),
+                floor=Op(
+                    "floor_exact",
+                    "Floor: exact-id search",
+                    "floor",
+                    lambda i: f"{p.floor_path}?{q({'q': p.exact[i % 64]})}",
+                ),
+            ),
+            Group(
+                "substring",
+                app=Op(
+                    "search_substring",
+                    "Substring search",
+                    "app",
+                    lambda i: f"{p.list_path}?{q({'q': p.substrings[i % 64]})}",
+                ),
+                admin=Op(
+                    "admin_substring",
+                    "Django admin, substring (?q=)",
+                    "admin",
+                    lambda i: f"{ADMIN_PATH}?{q({'q': p.substrings[i % 64]})}",
+                ),
+                floor=Op(
+                    "floor_substring",
+                    "Floor: substring search",
+                    "floor",
+                    lambda i: f"{p.floor_path}?{q({'q': p.substrings[i % 64]})}",
+                ),
+            ),
+            Group(
+                "unlinked",
+                app=Op(
+                    "unlinked", "Unlinked filter", "app", lambda i: f"{p.list_path}?linked=unlinked"
+                ),
+                # RemoteIdAdmin has no linked/unlinked filter (list_filter: record type and
+                # connection): the comparison is with its page 1.
+                admin=Op(
+                    "admin_list_unlinked",
+                    "Django admin changelist, page 1 (beside unlinked)",
+                    "admin",
+                    lambda i: ADMIN_PATH,
+                ),
+                floor=Op(
+                    "floor_unlinked",
+                    "Floor: unlinked filter",
+                    "floor",
+                    lambda i: f"{p.floor_path}?linked=unlinked",
+                ),
+                admin_note="admin page 1: the admin has no unlinked filter",
+            ),
+            Group(
+                "record",
+                app=Op(
+                    "record_page",
+                    "Record page",
+                    "app",
+                    lambda i: (
+                        f"/t/{p.world.tenant.slug}/records/{p.local_ids[i % len(p.local_ids)]}/"
+                    ),
+                ),
+                floor=Op(
+                    "floor_record",
+                    "Floor: record page",
+                    "floor",
+                    lambda i: (
+                        f"/floor/{p.world.tenant.pk}/records/{p.local_ids[i % len(p.local_ids)]}/"
+                    ),
                 ),
             ),
         ]
@@ -562,9 +935,7 @@ def once_export(world, sessions, server) -> list[dict]:
             def sink(chunk, counted=counted):
                 counted[0] += chunk.count(b"\n")
 
-            status, _, _ = request(
-                "GET", f"{base}/{entity}/export.csv", None, session.headers(), sink=sink
-            )
+            status, _, _ = session.request("GET", f"{base}/{entity}/export.csv", sink=sink)
             if status != 200:
                 return [
                     {
@@ -827,6 +1198,101 @@ def once_reconcile(world, session: Session, lines: int = 1_000_000) -> list[dict
     ]
 
 
+def throughput_rounds(
+    op: Op, session: Session, server: Server, *, rounds: int = 3, seconds: float = 5
+) -> dict:
+    """THROUGHPUT_CLIENTS keep-alive clients for `rounds` windows; the round with the median
+    rate is reported, every round's rate beside it."""
+    runs = [
+        throughput(op, session.on(server.port), server, port=server.port, seconds=seconds)
+        for _ in range(rounds)
+    ]
+    runs.sort(key=lambda run: run["requests_per_second"])
+    median = dict(runs[len(runs) // 2])
+    median["rounds"] = [run["requests_per_second"] for run in runs]
+    median["status"] = "ok" if all(run["status"] == "ok" for run in runs) else "error"
+    return median
+
+
+def candidate_args(spec: str) -> list[str]:
+    """ "sync:2" or "gthread:2x4" (worker class : workers [x threads]) as gunicorn arguments."""
+    worker_class, _, size = spec.partition(":")
+    workers, _, threads = size.partition("x")
+    return [
+        "--worker-class",
+        worker_class,
+        "--workers",
+        workers or "2",
+        "--threads",
+        threads or "1",
+    ]
+
+
+def gunicorn_compare(plan: Plan, sessions: dict[str, Session]) -> dict:
+    """Worker classes and counts side by side: each candidate is a gunicorn of its own (same
+    config file, its arguments after it) on its own port, all up at once. Page 1 and the API
+    by-remote-id (one keep-alive client) are timed interleaved across the candidates; then the
+    8-client throughput, candidate after candidate, in rounds (A B C, A B C, ...) so that a
+    change in the machine's load meets every candidate."""
+    specs = os.environ.get("BENCH_COMPARE", "sync:2,sync:3,gthread:2x4,gthread:3x4").split(",")
+    out: dict = {"candidates": specs}
+    with ExitStack() as stack:
+        servers = {
+            spec: stack.enter_context(
+                Server(PORT + 10 + k, extra=candidate_args(spec), name=f"gunicorn-{spec}")
+            )
+            for k, spec in enumerate(specs)
+        }
+        page1 = next(g for g in plan.groups() if g.key == "page1").app
+        api = plan.api_op()
+        for op in (page1, api):
+            per_spec = {
+                spec: sessions[op.session].on(server.port) for spec, server in servers.items()
+            }
+            samples: dict[str, list[float]] = {spec: [] for spec in specs}
+            started = time.monotonic()
+            for i in range(WARMUP + REQUESTS):
+                order = specs[i % len(specs) :] + specs[: i % len(specs)]
+                for spec in order:
+                    status, _, _, elapsed = timed(per_spec[spec], op, i)
+                    if status != 200:
+                        raise SystemExit(f"gunicorn_compare {spec} {op.key}: HTTP {status}")
+                    if i >= WARMUP:
+                        samples[spec].append(elapsed)
+                if i >= WARMUP + 29 and time.monotonic() - started > PAIR_SECONDS / 2:
+                    break
+            first = samples[specs[0]]
+            out[op.key] = {
+                spec: {
+                    "p50_ms": round(percentile(sorted(values), 50), 2),
+                    "p95_ms": round(percentile(sorted(values), 95), 2),
+                    f"ratio_to_{specs[0]}": ratio_stats(values, first),
+                    "connections": per_spec[spec].connections,
+                }
+                for spec, values in samples.items()
+            }
+        rounds: dict[str, list[dict]] = {spec: [] for spec in specs}
+        for r in range(3):
+            for spec in specs[r % len(specs) :] + specs[: r % len(specs)]:
+                log(f"gunicorn_compare: throughput {spec}, round {r + 1}")
+                rounds[spec].append(
+                    throughput(
+                        api,
+                        sessions["api"].on(servers[spec].port),
+                        servers[spec],
+                        port=servers[spec].port,
+                        seconds=5,
+                    )  # fmt: skip
+                )
+        out["api_throughput"] = {}
+        for spec, runs in rounds.items():
+            runs.sort(key=lambda run: run["requests_per_second"])
+            median = dict(runs[1])
+            median["rounds"] = [run["requests_per_second"] for run in runs]
+            out["api_throughput"][spec] = median
+    return out
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -843,41 +1309,86 @@ def previous_with_other_n() -> dict | None:
     return None
 
 
-def print_table(rows: list[dict], once: list[dict], tput: dict, other: dict | None) -> None:
+def _spread(stats: dict | None) -> str:
+    if not stats:
+        return ""
+    return f"{stats['median']}x [{stats['p10']}-{stats['p90']}]"
+
+
+def _floor(stats: dict | None) -> str:
+    return f"{stats['of_p50s']}x; {_spread(stats)}" if stats else ""
+
+
+def print_table(
+    rows: list[dict], once: list[dict], tput: dict, other: dict | None, compare: dict | None
+) -> None:
     other_q = {}
     if other:
         other_q = {op["key"]: op.get("queries") for op in other.get("operations", [])}
-    qhead = f"q/req @{other['n']:,}" if other else ""
+    qhead = f"q @{other['n']:,}" if other else ""
     print()
     print(f"refdesk bench: N={N:,} references, {time.strftime('%Y-%m-%d %H:%M')}, {git_sha()}")
-    print(f"{'operation':46} {'p50 ms':>8} {'p95 ms':>8} {'q/req':>6} {qhead:>14} {'vs admin':>9}")
-    print("-" * 96)
+    print(f"gunicorn: -c {GUNICORN_CONF.relative_to(ROOT)} {' '.join(GUNICORN_ARGS)}")
+    print(f"          {gunicorn_settings()}")
+    print(
+        f"{'operation':44} {'p50 ms':>8} {'p95 ms':>8} {'q/req':>5} {qhead:>10} "
+        f"{'vs admin: median [p10-p90]':>27} {'x floor: p50s; median [p10-p90]':>32}"
+    )
+    print("-" * 140)
     for row in rows:
         if row["status"] != "ok":
-            print(f"{row['label'][:46]:46} {row['status']}: {row['note']}")
+            print(f"{row['label'][:44]:44} {row['status']}: {row['note']}")
             continue
-        ratio = f"{row['ratio_to_admin']}x" if "ratio_to_admin" in row else ""
+        floor = row.get("floor_multiple")
         oq = other_q.get(row["key"])
         print(
-            f"{row['label'][:46]:46} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} "
-            f"{row['queries'] if row['queries'] is not None else '':>6} "
-            f"{'' if oq is None else oq:>14} {ratio:>9}"
+            f"{row['label'][:44]:44} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} "
+            f"{row['queries'] if row['queries'] is not None else '':>5} "
+            f"{'' if oq is None else oq:>10} {_spread(row.get('admin_ratio')):>27} "
+            f"{_floor(floor):>32}"
         )
+        for miss in row.get("misses", []):
+            print(f"{'':46}MISSED: {miss}")
     for item in once:
         if item.get("status", "ok") != "ok":
-            print(f"{item['label'][:46]:46} {item['status']}: {item.get('note', '')}")
+            print(f"{item['label'][:44]:44} {item['status']}: {item.get('note', '')}")
         else:
             print(
                 f"{item['label'][:58]:58} {item['seconds']:>7.2f}s   (once)"
                 + (f" job {item['job_seconds']} s" if item.get("job_seconds") else "")
                 + f" {item.get('note', '')}"
             )
-    if tput.get("status") == "ok":
+    if tput.get("status") in ("ok", "error"):
+        cpu = tput["cpu_share_pct"]
         print(
-            f"{'API by-remote-id throughput':46} {tput['requests_per_second']:>6} req/s "
-            f"({tput['clients']} clients, {tput['requests']} requests)"
+            f"{'API by-remote-id throughput':44} {tput['requests_per_second']:>6} req/s "
+            f"(rounds {tput['rounds']}; {tput['clients']} keep-alive clients, p50 "
+            f"{tput['p50_ms']} ms, {tput['connections_opened']} connections opened; CPU "
+            f"client {cpu['client']}%, gunicorn {cpu['gunicorn']}%, postgres {cpu['postgres']}%,"
+            f" machine busy {cpu['machine_busy']}% of 2 cores)"
         )
+        if tput["requests_per_second"] < THROUGHPUT_TARGET:
+            print(f"{'':46}MISSED: {tput['requests_per_second']} < {THROUGHPUT_TARGET} req/s")
+    if compare:
+        first = compare["candidates"][0]
+        print()
+        print("gunicorn candidates (page 1 and API p50 interleaved; 8-client API throughput):")
+        for spec in compare["candidates"]:
+            page, api = compare["list_page1"][spec], compare["api_by_remote_id"][spec]
+            run = compare["api_throughput"][spec]
+            print(
+                f"  {spec:12} page 1 p50 {page['p50_ms']:>6.1f} ms "
+                f"({_spread(page[f'ratio_to_{first}'])} of {first})  "
+                f"API p50 {api['p50_ms']:>5.2f} ms  {run['requests_per_second']:>5} req/s "
+                f"{run['rounds']}  CPU client {run['cpu_share_pct']['client']}% "
+                f"gunicorn {run['cpu_share_pct']['gunicorn']}% "
+                f"postgres {run['cpu_share_pct']['postgres']}%"
+            )
     print(f"load average at the end: {os.getloadavg()}")
+
+
+def selected(*keys: str) -> bool:
+    return not ONLY or any(key in ONLY for key in keys)
 
 
 def main() -> None:
@@ -897,48 +1408,56 @@ def main() -> None:
     if not ONLY or any(key.startswith("health") for key in ONLY):
         once += scan_health(world)
     plan = Plan(world)
-    ops = plan.ops()
-    if ONLY:
-        ops = [op for op in ops if op.key in ONLY]
+    groups = [g for g in plan.groups() if selected(g.key, *(op.key for _, op in g.members))]
+    ops = [op for op in plan.ops() if selected(op.key)]
     results: list[Result] = []
     tput: dict = {"status": "skipped"}
-    with Server() as server:
+    compare = None
+    with (
+        Server() as server,
+        Server(FLOOR_PORT, "bench.floor_settings", name="floor"),
+    ):
         sessions = {
             "app": Session().login(*APP_USER),
             "admin": Session().login(*SUPERUSER),
+            "floor": Session(port=FLOOR_PORT),
         }
         api = api_session(world)
         if api:
             sessions["api"] = api
+        for group in groups:
+            log(f"{group.key}: " + ", ".join(op.key for _, op in group.members) + " interleaved")
+            results += run_group(group, sessions)
         for op in ops:
             log(f"{op.key}: {op.label}")
             results.append(run_op(op, sessions))
-        api_op = next((op for op in plan.ops() if op.key == "api_by_remote_id"), None)
-        if (not ONLY or "api_throughput" in ONLY) and api_op:
-            log("api_throughput: 4 concurrent clients")
-            tput = throughput(api_op, sessions)
+        if selected("api_throughput") and api:
+            log(f"api_throughput: {THROUGHPUT_CLIENTS} keep-alive clients, 3 rounds")
+            tput = throughput_rounds(plan.api_op(), api, server)
+        if selected("gunicorn_compare") and api:
+            log("gunicorn_compare: worker classes and counts side by side")
+            compare = gunicorn_compare(plan, sessions)
         with JobWorker():
-            if not ONLY or "delete_all" in ONLY:
+            if selected("delete_all"):
                 for entity in DELETE_ALL_TABS:
                     log(f"delete_all + restore of {entity}: through the UI and the job worker")
                     vacuum()
                     once += once_delete_all_and_restore(world, sessions["app"], entity)
                     vacuum()
-            if not ONLY or "reconcile" in ONLY:
+            if selected("reconcile"):
                 log("reconcile: a 1,000,000-line export, compared as a job")
                 once += once_reconcile(world, sessions["app"])
-            if not ONLY or "import" in ONLY:
+            if selected("import"):
                 log("import: upload, preview, apply as a job")
                 once += once_import(world, sessions["app"])
                 vacuum()
-        if not ONLY or "export" in ONLY:
+        if selected("export"):
             log("export: CSV of every tab")
             once += once_export(world, sessions, server)
         rss = server.worker_rss_kb()
-    by_key = {r.key: r for r in results}
-    rows = [r.as_dict(by_key) for r in results]
+    rows = [r.as_dict() for r in results]
     other = previous_with_other_n()
-    print_table(rows, once, tput, other)
+    print_table(rows, once, tput, other, compare)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"{stamp}-{git_sha()}.json"
     out.write_text(
@@ -949,13 +1468,19 @@ def main() -> None:
                 "timestamp": stamp,
                 "database": DB,
                 "cpus": os.cpu_count(),
-                "gunicorn_workers": int(os.environ.get("BENCH_WORKERS", "2")),
+                "gunicorn": {
+                    "config": str(GUNICORN_CONF.relative_to(ROOT)),
+                    "settings": gunicorn_settings(),
+                    "extra_args": GUNICORN_ARGS,
+                    "as_in_production": not GUNICORN_ARGS,
+                },
                 "load_average_before": load_before,
                 "load_average_after": os.getloadavg(),
                 "worker_rss_kb": rss,
                 "operations": rows,
                 "once": once,
                 "api_throughput": tput,
+                "gunicorn_compare": compare,
             },
             indent=2,
         )
