@@ -15,10 +15,12 @@ from django.http import Http404, HttpResponse
 from django.template.loader import get_template
 from django.urls import path
 
+from common.paging import DEFAULT_PAGE_SIZE
 from integrations.models import Integration, Tenant
 from records.models import CustomData, Record, RemoteId
 from records.queries import record_history
-from references.selectors import DEFAULT_PAGE_SIZE, DEFAULT_SORT, reference_rows
+from references.filters import reference_rows
+from references.selectors import DEFAULT_SORT
 
 LINKED = {"all", "linked", "unlinked", "lost", "never"}
 
