@@ -16,6 +16,8 @@ import secrets
 from django.db import transaction
 from django.utils import timezone
 
+from common.prepared import PreparedQuery
+
 from .models import HEX32_PATTERN, Connection
 
 KEY_BYTES = 32
@@ -54,6 +56,14 @@ def rotate_key(connection: Connection) -> str:
     return key
 
 
+# Every API request asks this: compiled once per process (common.prepared).
+_active_api_connection = PreparedQuery(
+    lambda connection_id: Connection.objects.select_related("tenant", "connector").filter(
+        connection_id=connection_id, active=True, connector__category="api"
+    )[:1]
+)
+
+
 def authenticate(connection_id: str, key: str) -> Connection | None:
     """The active API connection that `key` belongs to, or None.
 
@@ -61,11 +71,7 @@ def authenticate(connection_id: str, key: str) -> Connection | None:
     """
     connection = None
     if re.fullmatch(HEX32_PATTERN, connection_id or ""):
-        connection = (
-            Connection.objects.select_related("tenant", "connector")
-            .filter(connection_id=connection_id, active=True, connector__category="api")
-            .first()
-        )
+        connection = _active_api_connection.first(connection_id=connection_id)
     stored = connection.api_key_digest if connection is not None else _NO_DIGEST
     if not key or not stored or not key_matches(key, stored):
         return None

@@ -219,12 +219,10 @@ def if_match_version(request) -> int | None:
 LocalId = Path(..., description="The record's localId (32 lowercase hex).")
 
 
-def _records(request):
-    return services.records_with_ids_and_custom_data(request.auth.tenant)
-
-
 def _get_record(request, record_type: str, local_id: str):
-    record = _records(request).filter(record_type=record_type, local_id=local_id).first()
+    record = services.record_by_local_id.first(
+        tenant_id=request.auth.tenant_id, record_type=record_type, local_id=local_id
+    )
     if record is None:
         raise Http404
     return record
@@ -246,19 +244,11 @@ def get_by_remote_id(
     remoteId: str = Query(..., description="This connection's id (case-sensitive)."),
 ):
     remote_id = services.remote_id_lookup_value(remoteId)
-    record = (
-        _records(request)
-        .filter(
-            record_type=record_type,
-            # All four columns of remoteid_unique_per_connection_and_type, so the lookup is
-            # one unique-index probe (without the tenant and type it scans the connection's
-            # rows: 75 ms at a million references instead of 0.1 ms).
-            remote_ids__tenant_id=request.auth.tenant_id,
-            remote_ids__connection=request.auth,
-            remote_ids__record_type=record_type,
-            remote_ids__remote_id=remote_id,
-        )
-        .first()
+    record = services.record_by_remote_id.first(
+        tenant_id=request.auth.tenant_id,
+        connection_id=request.auth.pk,
+        record_type=record_type,
+        remote_id=remote_id,
     )
     if record is None:
         raise Http404

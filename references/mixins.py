@@ -12,17 +12,53 @@ from functools import cached_property
 
 from django.db.models import Exists, OuterRef
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
 from common.entities import EntityType, record_type_of
-from integrations.models import Integration
+from common.prepared import PreparedQuery
+from integrations.models import Integration, Tenant
 from integrations.tenancy import TenantMixin
 from records import counts
 from records.jobs import has_recent_jobs
 from records.services import Actor
 
 from .selectors import restorable_delete_alls
+
+
+def _integrations(tenant_id: int):
+    return counts.with_kept_counts(
+        Integration.objects.for_tenant(Tenant(pk=tenant_id)).select_related(
+            "source__connector", "target__connector"
+        )
+    )
+
+
+# One query brings what every tab shows besides its rows: the connections, the kept counts,
+# and whether the tab has jobs or a restorable delete-all to ask for at all. Compiled once per
+# process (common.prepared): compiling it cost several times what running it does.
+integration_alone = PreparedQuery(
+    lambda tenant_id, integration_id: _integrations(tenant_id).filter(pk=integration_id)
+)
+integration_with_its_tab = PreparedQuery(
+    lambda tenant_id, integration_id, record_type: (
+        _integrations(tenant_id)
+        .filter(pk=integration_id)
+        .annotate(
+            has_recent_jobs=has_recent_jobs(Tenant(pk=tenant_id), record_type),
+            has_restorable_delete_all=Exists(
+                restorable_delete_alls(Tenant(pk=tenant_id), OuterRef("pk"), record_type)
+            ),
+        )
+    )
+)
+
+
+def _int(value) -> int:
+    # The URL pattern admits digits only; a number too big for the database is no integration.
+    number = int(value)
+    if number > 2**63 - 1:
+        raise Http404("No such integration.")
+    return number
 
 
 class IntegrationMixin(TenantMixin):
@@ -37,20 +73,19 @@ class IntegrationMixin(TenantMixin):
 
     @cached_property
     def integration(self):
-        # One query brings what every tab shows besides its rows: the connections, the kept
-        # counts, and whether the tab has jobs or a restorable delete-all to ask for at all.
-        integrations = counts.with_kept_counts(
-            self.scoped(Integration).select_related("source__connector", "target__connector")
-        )
         record_type = record_type_of(self.kwargs.get("entity", ""))
         if record_type is not None:
-            integrations = integrations.annotate(
-                has_recent_jobs=has_recent_jobs(self.tenant, record_type),
-                has_restorable_delete_all=Exists(
-                    restorable_delete_alls(self.tenant, OuterRef("pk"), record_type)
-                ),
+            integration = integration_with_its_tab.first(
+                tenant_id=self.tenant.pk,
+                integration_id=_int(self.kwargs["integration_id"]),
+                record_type=record_type,
             )
-        integration = get_object_or_404(integrations, pk=self.kwargs["integration_id"])
+        else:
+            integration = integration_alone.first(
+                tenant_id=self.tenant.pk, integration_id=_int(self.kwargs["integration_id"])
+            )
+        if integration is None:
+            raise Http404("No such integration.")
         integration.tenant = self.tenant  # the membership's, already loaded: no query
         return integration
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db.models import OuterRef, Subquery
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from common.paging import Keyset, parse_int, parse_str
 from records.models import Batch, RemoteId
@@ -122,7 +122,7 @@ def restorable_delete_alls(tenant, integration, record_type: str):
             record_type=record_type,
             kind=Batch.Kind.DELETE_ALL,
             restored_at__isnull=True,
-            created_at__gte=timezone.now() - timedelta(hours=BANNER_HOURS),
+            created_at__gte=Now() - timedelta(hours=BANNER_HOURS),  # as in recent_jobs
             row_count__gt=0,
         )
         .order_by("-created_at", "-pk")

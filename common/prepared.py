@@ -1,0 +1,96 @@
+"""Querysets whose SQL is built once per process: each use only binds new values.
+
+Building a queryset and compiling it to SQL is Django's slowest step on a hot path: the API's
+record read (remote ids and custom data as JSON rows, recordSource joined) costs 2 to 3 ms of
+CPU to compile and 0.1 ms to run, so compiling dominated every API request. A prepared query
+builds its queryset once, with stand-in values, compiles it once, and afterwards runs the same
+SQL with the request's values in place of the stand-ins, turning rows into model instances
+with Django's own iterable (select_related, annotations and field converters included).
+
+    record_by_remote_id = PreparedQuery(
+        lambda tenant_id, remote_id: Record.objects.filter(tenant_id=tenant_id, ...)
+    )
+    record = record_by_remote_id.first(tenant_id=3, remote_id="WH-1")
+
+Values must be ints or strings (what the stand-ins can stand for); anything that changes the
+SQL's shape, or a time such as now(), is not a value: build it into the query (e.g. `Now()`).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable
+
+from django.db import connections
+from django.db.models import QuerySet
+
+# A stand-in must never equal a value the query holds of its own: strings carry NUL bytes
+# (which no real parameter here contains) and ints are far below any id or count.
+_STAND_IN_INT_BASE = -7_000_000_000_000
+
+
+class PreparedQuery:
+    def __init__(self, build: Callable[..., QuerySet]):
+        self.build = build
+        self._compiled: dict[tuple, tuple] = {}
+        self._lock = threading.Lock()
+
+    def _compile(self, using: str, kinds: dict[str, type]):
+        key = (using, connections[using].vendor, tuple(sorted(kinds.items())))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            with self._lock:
+                compiled = self._compiled.get(key) or self._compile_now(using, kinds)
+                self._compiled[key] = compiled
+        return compiled
+
+    def _compile_now(self, using: str, kinds: dict[str, type]):
+        stand_ins = {
+            name: (_STAND_IN_INT_BASE - number if kind is int else f"\x00stand-in:{name}\x00")
+            for number, (name, kind) in enumerate(sorted(kinds.items()))
+        }
+        queryset = self.build(**stand_ins).using(using)
+        compiler = queryset.query.get_compiler(using=using)
+        sql, params = compiler.as_sql()  # also sets compiler.select, klass_info, annotations
+        names = {value: name for name, value in stand_ins.items()}
+        slots = [names.get(param) if isinstance(param, int | str) else None for param in params]
+        found = {name for name in slots if name is not None}
+        if found != set(stand_ins):
+            # A value was transformed on its way into the SQL (cast, lowercased...): it could
+            # not be bound later, so refuse rather than run with a stand-in.
+            raise ValueError(f"Values not found as parameters: {set(stand_ins) - found}")
+        return queryset, compiler, sql, params, slots
+
+    def all(self, using: str = "default", **values) -> list:
+        for name, value in values.items():
+            if not isinstance(value, int | str) or isinstance(value, bool):
+                raise TypeError(f"{name}: a prepared query binds ints and strings only")
+            # Plain values: a TextChoices member (a str) binds as its value.
+            values[name] = int(value) if isinstance(value, int) else str(value)
+        kinds = {name: type(value) for name, value in values.items()}
+        queryset, compiler, sql, params, slots = self._compile(using, kinds)
+        bound = [
+            values[slot] if slot is not None else param
+            for slot, param in zip(slots, params, strict=True)
+        ]
+        # A copy per use: threads share the compiled one, and it must run on this thread's
+        # connection.
+        run = copy.copy(compiler)
+        run.connection = connections[using]
+
+        def execute_sql(*args, **kwargs):
+            with run.connection.cursor() as cursor:
+                cursor.execute(sql, bound)
+                return [cursor.fetchall()]
+
+        run.execute_sql = execute_sql
+        query = copy.copy(queryset.query)
+        query.get_compiler = lambda *args, **kwargs: run
+        rows = queryset._chain()
+        rows.query = query
+        return list(rows._iterable_class(rows))
+
+    def first(self, using: str = "default", **values):
+        found = self.all(using, **values)
+        return found[0] if found else None

@@ -1,0 +1,59 @@
+"""A prepared query answers exactly what its queryset answers, for each new set of values."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from common.prepared import PreparedQuery
+from integrations.models import Connection, Integration
+from tests.factories import make_reference
+
+connections_named = PreparedQuery(
+    lambda tenant_id, name: (
+        Connection.objects.filter(tenant_id=tenant_id, name=name)
+        .select_related("connector", "tenant")
+        .order_by("pk")
+    )
+)
+
+
+@pytest.mark.django_db
+class TestPreparedQuery:
+    def test_each_call_binds_its_own_values(self, world):
+        shop = connections_named.first(tenant_id=world.tenant.pk, name="Shopify")
+        erp = connections_named.first(tenant_id=world.tenant.pk, name="Fortnox")
+        assert (shop, erp) == (world.shop, world.erp)
+        assert connections_named.first(tenant_id=world.other_tenant.pk, name="Shopify") is None
+
+    def test_select_related_comes_with_the_row(self, world):
+        shop = connections_named.first(tenant_id=world.tenant.pk, name="Shopify")
+        with CaptureQueriesContext(connection) as queries:
+            assert shop.connector.code == "shopify"
+            assert shop.tenant.slug == "acme"
+        assert len(queries) == 0
+
+    def test_annotations_are_converted_like_the_querysets(self, world):
+        from records.services import record_by_local_id, records_with_ids_and_custom_data
+
+        record = make_reference(world.integration, source_id="5001", target_id="INV-1")
+        prepared = record_by_local_id.first(
+            tenant_id=world.tenant.pk, record_type="order", local_id=record.local_id
+        )
+        plain = records_with_ids_and_custom_data(world.tenant).get(pk=record.pk)
+        assert prepared == plain
+        assert prepared.remote_id_rows == plain.remote_id_rows
+        assert {row["remote_id"] for row in prepared.remote_id_rows} == {"5001", "INV-1"}
+
+    def test_only_ints_and_strings_are_bound(self, world):
+        with pytest.raises(TypeError):
+            connections_named.first(tenant_id=world.tenant.pk, name=None)
+        with pytest.raises(TypeError):
+            connections_named.first(tenant_id=True, name="Shopify")
+
+    def test_a_value_the_orm_transforms_is_refused(self, world):
+        # icontains wraps the value in %...%: it is no longer a parameter of its own.
+        named_like = PreparedQuery(
+            lambda part: Integration.objects.filter(name__icontains=part).order_by("pk")
+        )
+        with pytest.raises(ValueError, match="part"):
+            named_like.all(part="Shop")
