@@ -11,12 +11,12 @@ from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from common.prepared import PreparedQuery
+
 from .models import Membership
 
 
-def membership_for(user, tenant_slug: str) -> Membership:
-    if not user.is_authenticated:
-        raise Http404
+def _memberships(user_id: int, tenant_slug: str):
     # How many tenants the user works on decides whether the header offers "Switch tenant":
     # asked in the same query.
     tenant_count = (
@@ -26,13 +26,25 @@ def membership_for(user, tenant_slug: str) -> Membership:
         .annotate(count=Count("pk"))
         .values("count")
     )
-    return get_object_or_404(
-        Membership.objects.select_related("tenant", "tenant__reseller").annotate(
-            tenant_count=Subquery(tenant_count)
-        ),
-        user=user,
-        tenant__slug=tenant_slug,
+    return (
+        Membership.objects.select_related("tenant", "tenant__reseller")
+        .annotate(tenant_count=Subquery(tenant_count))
+        .filter(user_id=user_id, tenant__slug=tenant_slug)
     )
+
+
+# Asked by every page: compiled once per process (common.prepared).
+_membership = PreparedQuery(_memberships)
+
+
+def membership_for(user, tenant_slug: str) -> Membership:
+    if not user.is_authenticated:
+        raise Http404
+    membership = _membership.first(user_id=user.pk, tenant_slug=tenant_slug)
+    if membership is None:
+        raise Http404
+    membership.user = user  # the request's, already loaded: no query
+    return membership
 
 
 class TenantMixin(LoginRequiredMixin):
