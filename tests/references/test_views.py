@@ -250,6 +250,26 @@ class TestList:
         make_reference(world.integration, source_id="UNLINKED-2")
         assert queries() == 5
 
+    def test_a_page_showing_lost_links_takes_one_query_more(self, admin_client, world):
+        """The lost-link notes (who removed the target id, when, and whether it is free) are
+        one query for the whole page, only when the page shows an unlinked row of a tab
+        that has lost links."""
+
+        def queries():
+            assert admin_client.get(list_url(world)).status_code == 200
+            with CaptureQueriesContext(connection) as captured:
+                page = admin_client.get(list_url(world))
+            assert "it was INV-0" in page.text
+            return len(captured)
+
+        lost = make_reference(world.integration, source_id="A0", target_id="INV-0")
+        delete_reference(world.integration, lost, world.actor)
+        assert queries() == 6
+        for n in range(1, 40):
+            record = make_reference(world.integration, source_id=f"A{n}", target_id=f"INV-{n}")
+            delete_reference(world.integration, record, world.actor)
+        assert queries() == 6
+
 
 class TestSelectors:
     def test_filterset_gives_the_same_rows_as_the_selector(self, world):
