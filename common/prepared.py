@@ -12,8 +12,10 @@ with Django's own iterable (select_related, annotations and field converters inc
     )
     record = record_by_remote_id.first(tenant_id=3, remote_id="WH-1")
 
-Values must be ints or strings (what the stand-ins can stand for); anything that changes the
-SQL's shape, or a time such as now(), is not a value: build it into the query (e.g. `Now()`).
+Values are ints, strings or aware datetimes (what the stand-ins can stand for); anything that
+changes the SQL's shape is not a value. A time goes in as a value (`since=now - 24 h`), not as
+database arithmetic (`Now() - interval`): on SQLite that arithmetic calls back into Python
+from inside the query, which deadlocks when test threads share one in-memory connection.
 """
 
 from __future__ import annotations
@@ -21,13 +23,43 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from django.db import connections
 from django.db.models import QuerySet
 
 # A stand-in must never equal a value the query holds of its own: strings carry NUL bytes
-# (which no real parameter here contains) and ints are far below any id or count.
+# (which no real parameter here contains), ints are far below any id or count, and times are
+# microseconds after 1900-01-01.
 _STAND_IN_INT_BASE = -7_000_000_000_000
+_STAND_IN_TIME_BASE = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+def _stand_in(name: str, kind: type, number: int):
+    if kind is int:
+        return _STAND_IN_INT_BASE - number
+    if kind is datetime:
+        return _STAND_IN_TIME_BASE + timedelta(microseconds=number + 1)
+    return f"\x00stand-in:{name}\x00"
+
+
+def _as_parameter(value, using: str):
+    """A value as the backend puts it among a query's parameters (a time as its adapter
+    makes it: a naive UTC string on SQLite, the datetime itself on PostgreSQL)."""
+    if isinstance(value, datetime):
+        return connections[using].ops.adapt_datetimefield_value(value)
+    return value
+
+
+def _plain(name: str, value):
+    if isinstance(value, bool) or not isinstance(value, int | str | datetime):
+        raise TypeError(f"{name}: a prepared query binds ints, strings and times only")
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise TypeError(f"{name}: a time must be aware")
+        return value
+    # A TextChoices member (a str) binds as its value.
+    return int(value) if isinstance(value, int) else str(value)
 
 
 class PreparedQuery:
@@ -47,14 +79,17 @@ class PreparedQuery:
 
     def _compile_now(self, using: str, kinds: dict[str, type]):
         stand_ins = {
-            name: (_STAND_IN_INT_BASE - number if kind is int else f"\x00stand-in:{name}\x00")
+            name: _stand_in(name, kind, number)
             for number, (name, kind) in enumerate(sorted(kinds.items()))
         }
         queryset = self.build(**stand_ins).using(using)
         compiler = queryset.query.get_compiler(using=using)
         sql, params = compiler.as_sql()  # also sets compiler.select, klass_info, annotations
-        names = {value: name for name, value in stand_ins.items()}
-        slots = [names.get(param) if isinstance(param, int | str) else None for param in params]
+        names = {_as_parameter(value, using): name for name, value in stand_ins.items()}
+        slots = [
+            names.get(param) if isinstance(param, int | str | datetime) else None
+            for param in params
+        ]
         found = {name for name in slots if name is not None}
         if found != set(stand_ins):
             # A value was transformed on its way into the SQL (cast, lowercased...): it could
@@ -63,15 +98,11 @@ class PreparedQuery:
         return queryset, compiler, sql, params, slots
 
     def all(self, using: str = "default", **values) -> list:
-        for name, value in values.items():
-            if not isinstance(value, int | str) or isinstance(value, bool):
-                raise TypeError(f"{name}: a prepared query binds ints and strings only")
-            # Plain values: a TextChoices member (a str) binds as its value.
-            values[name] = int(value) if isinstance(value, int) else str(value)
+        values = {name: _plain(name, value) for name, value in values.items()}
         kinds = {name: type(value) for name, value in values.items()}
         queryset, compiler, sql, params, slots = self._compile(using, kinds)
         bound = [
-            values[slot] if slot is not None else param
+            _as_parameter(values[slot], using) if slot is not None else param
             for slot, param in zip(slots, params, strict=True)
         ]
         # A copy per use: threads share the compiled one, and it must run on this thread's

@@ -28,7 +28,6 @@ from django.db import (
     transaction,
 )
 from django.db.models import Exists, OuterRef
-from django.db.models.functions import Now
 from django.utils import timezone
 from django_tasks import task
 
@@ -258,21 +257,19 @@ def active_restore(batch: Batch) -> Job | None:
     )
 
 
-def recent_jobs(tenant, integration, record_type: str):
-    """A tab's jobs of the last day; `integration` may be an OuterRef (see has_recent_jobs)."""
+def recent_jobs(tenant, integration, record_type: str, since=None):
+    """A tab's jobs of the last day (or since `since`); `integration` may be an OuterRef."""
     return Job.objects.for_tenant(tenant).filter(
         integration=integration,
         record_type=record_type,
-        # The database's clock, not a parameter: the query can then be prepared once
-        # (common.prepared) for every request.
-        created_at__gte=Now() - SHOWN_FOR,
+        created_at__gte=since or timezone.now() - SHOWN_FOR,
     )
 
 
-def has_recent_jobs(tenant, record_type: str) -> Exists:
+def has_recent_jobs(tenant, record_type: str, since=None) -> Exists:
     """An annotation for an integration queryset: whether `jobs_to_show` can find anything,
     so a tab without jobs (nearly all of them) asks nothing more."""
-    return Exists(recent_jobs(tenant, OuterRef("pk"), record_type))
+    return Exists(recent_jobs(tenant, OuterRef("pk"), record_type, since))
 
 
 def jobs_to_show(tenant, integration, record_type: str) -> list[Job]:

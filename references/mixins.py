@@ -8,21 +8,23 @@ names one), each a 404 when it is not the tenant's or not synced, and only then 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 
 from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django.urls import reverse
+from django.utils import timezone
 
 from common.entities import EntityType, record_type_of
 from common.prepared import PreparedQuery
 from integrations.models import Integration, Tenant
 from integrations.tenancy import TenantMixin
 from records import counts
-from records.jobs import has_recent_jobs
+from records.jobs import SHOWN_FOR, has_recent_jobs
 from records.services import Actor
 
-from .selectors import restorable_delete_alls
+from .selectors import BANNER_HOURS, restorable_delete_alls
 
 
 def _integrations(tenant_id: int):
@@ -39,18 +41,23 @@ def _integrations(tenant_id: int):
 integration_alone = PreparedQuery(
     lambda tenant_id, integration_id: _integrations(tenant_id).filter(pk=integration_id)
 )
-integration_with_its_tab = PreparedQuery(
-    lambda tenant_id, integration_id, record_type: (
+
+
+def _integration_with_its_tab(tenant_id, integration_id, record_type, jobs_since, banner_since):
+    tenant = Tenant(pk=tenant_id)
+    return (
         _integrations(tenant_id)
         .filter(pk=integration_id)
         .annotate(
-            has_recent_jobs=has_recent_jobs(Tenant(pk=tenant_id), record_type),
+            has_recent_jobs=has_recent_jobs(tenant, record_type, jobs_since),
             has_restorable_delete_all=Exists(
-                restorable_delete_alls(Tenant(pk=tenant_id), OuterRef("pk"), record_type)
+                restorable_delete_alls(tenant, OuterRef("pk"), record_type, banner_since)
             ),
         )
     )
-)
+
+
+integration_with_its_tab = PreparedQuery(_integration_with_its_tab)
 
 
 def _int(value) -> int:
@@ -75,10 +82,13 @@ class IntegrationMixin(TenantMixin):
     def integration(self):
         record_type = record_type_of(self.kwargs.get("entity", ""))
         if record_type is not None:
+            now = timezone.now()
             integration = integration_with_its_tab.first(
                 tenant_id=self.tenant.pk,
                 integration_id=_int(self.kwargs["integration_id"]),
                 record_type=record_type,
+                jobs_since=now - SHOWN_FOR,
+                banner_since=now - timedelta(hours=BANNER_HOURS),
             )
         else:
             integration = integration_alone.first(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db.models import OuterRef, Subquery
-from django.db.models.functions import Now
+from django.utils import timezone
 
 from common.paging import Keyset, parse_int, parse_str
 from records.models import Batch, RemoteId
@@ -112,7 +112,7 @@ KEYSETS = {
 }
 
 
-def restorable_delete_alls(tenant, integration, record_type: str):
+def restorable_delete_alls(tenant, integration, record_type: str, since=None):
     """A tab's delete-alls of the last day not yet restored, newest first; `integration` may
     be an OuterRef."""
     return (
@@ -122,7 +122,7 @@ def restorable_delete_alls(tenant, integration, record_type: str):
             record_type=record_type,
             kind=Batch.Kind.DELETE_ALL,
             restored_at__isnull=True,
-            created_at__gte=Now() - timedelta(hours=BANNER_HOURS),  # as in recent_jobs
+            created_at__gte=since or timezone.now() - timedelta(hours=BANNER_HOURS),
             row_count__gt=0,
         )
         .order_by("-created_at", "-pk")

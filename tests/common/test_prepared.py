@@ -1,8 +1,11 @@
 """A prepared query answers exactly what its queryset answers, for each new set of values."""
 
+from datetime import datetime, timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from common.prepared import PreparedQuery
 from integrations.models import Connection, Integration
@@ -44,11 +47,31 @@ class TestPreparedQuery:
         assert prepared.remote_id_rows == plain.remote_id_rows
         assert {row["remote_id"] for row in prepared.remote_id_rows} == {"5001", "INV-1"}
 
-    def test_only_ints_and_strings_are_bound(self, world):
+    def test_times_bind_as_the_backend_adapts_them(self, world):
+        from records.models import Record
+
+        modified_since = PreparedQuery(
+            lambda tenant_id, since: Record.objects.filter(
+                tenant_id=tenant_id, last_modified__gte=since
+            ).order_by("pk")
+        )
+        old = make_reference(world.integration, source_id="5001")
+        new = make_reference(world.integration, source_id="5002")
+        Record.objects.filter(pk=old.pk).update(last_modified=timezone.now() - timedelta(days=2))
+        since = timezone.now() - timedelta(days=1)
+        assert modified_since.all(tenant_id=world.tenant.pk, since=since) == [new]
+        assert modified_since.all(tenant_id=world.tenant.pk, since=since - timedelta(days=2)) == [
+            old,
+            new,
+        ]
+
+    def test_only_ints_strings_and_aware_times_are_bound(self, world):
         with pytest.raises(TypeError):
             connections_named.first(tenant_id=world.tenant.pk, name=None)
         with pytest.raises(TypeError):
             connections_named.first(tenant_id=True, name="Shopify")
+        with pytest.raises(TypeError, match="aware"):
+            connections_named.first(tenant_id=world.tenant.pk, name=datetime(2026, 1, 1))
 
     def test_a_value_the_orm_transforms_is_refused(self, world):
         # icontains wraps the value in %...%: it is no longer a parameter of its own.
