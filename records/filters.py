@@ -6,7 +6,7 @@ import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q
 
-from integrations.models import Connection
+from integrations.models import Connection, Integration
 
 from .models import Record, RemoteId
 
@@ -56,11 +56,27 @@ class RecordFilterSet(django_filters.FilterSet):
     def __init__(self, *args, tenant, **kwargs):
         self.tenant = tenant
         super().__init__(*args, **kwargs)
-        connections = Connection.objects.for_tenant(tenant).select_related("connector")
+        # One read of the tenant's connections for both choice lists (and for the list's
+        # lead ids, which prefer an integration's source: `is_source`).
+        self.connections = list(
+            Connection.objects.for_tenant(tenant)
+            .select_related("connector")
+            .annotate(
+                is_source=Exists(
+                    Integration.objects.for_tenant(tenant).filter(source=OuterRef("pk"))
+                )
+            )
+            .order_by("name", "pk")
+        )
         for name in ("known_to", "unknown_to"):
             field = self.form.fields[name]
-            field.queryset = connections
+            # The queryset checks a chosen value; the choices are the list read above.
+            field.queryset = Connection.objects.for_tenant(tenant).select_related("connector")
             field.label_from_instance = lambda c: f"{c.name} ({c.connector.name})"
+            field.widget.choices = [("", field.empty_label)] + [
+                (connection.pk, field.label_from_instance(connection))
+                for connection in self.connections
+            ]
         self.form.fields["last_modified_by"].widget.attrs.update(
             {"placeholder": "user/anna", "class": "id", "autocomplete": "off"}
         )

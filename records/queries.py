@@ -122,31 +122,40 @@ def source_connection_ids(tenant) -> frozenset[int]:
 # --- the record page in one query --------------------------------------------------------------
 
 
+# The connection of a remote id or custom data entry, as JSON row fields (see _connection).
+CONNECTION_FIELDS = {
+    "connection_pk": "connection_id",
+    "connection_hex": "connection__connection_id",
+    "connection_name": "connection__name",
+    "connector_name": "connection__connector__name",
+}
+
+
+def remote_id_rows(tenant):
+    """A record's remote ids with their connections, as one JSON array (read them with
+    `remote_ids_of`): for an annotation of a Record queryset."""
+    return json_rows(
+        RemoteId.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
+        by="record",
+        pk="pk",
+        remote_id="remote_id",
+        remote_ref="remote_ref",
+        record_type="record_type",
+        **CONNECTION_FIELDS,
+    )
+
+
 def records_for_their_page(tenant):
     """Records with everything their page shows but history, in the record's own query:
     remote ids and custom data (with their connections) as JSON rows, and the tenant's
     integrations and connections (a handful: for the links and the add form's choices).
     Read them as model objects with `remote_ids_of`, `custom_data_of`, `integrations_of`
     and `connections_of`."""
-    connection = {
-        "connection_pk": "connection_id",
-        "connection_hex": "connection__connection_id",
-        "connection_name": "connection__name",
-        "connector_name": "connection__connector__name",
-    }
     return (
         Record.objects.for_tenant(tenant)
         .select_related("source_connection")
         .annotate(
-            remote_id_rows=json_rows(
-                RemoteId.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
-                by="record",
-                pk="pk",
-                remote_id="remote_id",
-                remote_ref="remote_ref",
-                record_type="record_type",
-                **connection,
-            ),
+            remote_id_rows=remote_id_rows(tenant),
             custom_data_rows=json_rows(
                 CustomData.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
                 by="record",
@@ -155,7 +164,7 @@ def records_for_their_page(tenant):
                 key="key",
                 type="type",
                 value=AsJSON("value"),
-                **connection,
+                **CONNECTION_FIELDS,
             ),
             integration_rows=json_rows(
                 Integration.objects.for_tenant(tenant),

@@ -5,7 +5,6 @@ import json
 from itertools import groupby
 
 from django.contrib import messages
-from django.db.models import Prefetch
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -20,7 +19,7 @@ from integrations.tenancy import TenantMixin
 
 from .filters import RecordFilterSet
 from .forms import CustomDataAddForm, CustomDataEditForm, owned_by_connector
-from .models import CustomData, Record, RemoteId
+from .models import CustomData, Record
 from .queries import (
     RECORDS_KEYSET,
     STANDARD_TYPES,
@@ -31,8 +30,8 @@ from .queries import (
     record_history,
     record_type_tabs,
     records_for_their_page,
+    remote_id_rows,
     remote_ids_of,
-    source_connection_ids,
     type_label,
 )
 from .services import Actor, delete_custom_data
@@ -78,6 +77,8 @@ class RecordListView(TenantMixin, ListMixin, TemplateView):
         queryset = (
             self.scoped(Record)
             .filter(record_type=self.kwargs["record_type"])
+            # Each row's remote ids come in its own query, as JSON rows (records.queries).
+            .annotate(remote_id_rows=remote_id_rows(self.tenant))
             .order_by("-last_modified", "-local_id")  # local_id: the unique tie-breaker
         )
         return {"queryset": queryset, "tenant": self.tenant}
@@ -90,21 +91,14 @@ class RecordListView(TenantMixin, ListMixin, TemplateView):
         filterset = self.filterset
         # The References page's paging: one row more than shown says whether a next page
         # exists, and Next/Previous seek from the last/first row shown (keyset paging).
-        result, _, _ = self.paginate(
-            filterset.qs.prefetch_related(
-                Prefetch(
-                    "remote_ids",
-                    queryset=RemoteId.objects.for_tenant(self.tenant)
-                    .select_related("connection")
-                    .order_by("connection__name", "connection_id"),
-                )
-            ),
-            self.keyset,
-        )
+        result, _, _ = self.paginate(filterset.qs, self.keyset)
         records = result.rows
-        sources = source_connection_ids(self.tenant) if records else frozenset()
+        # The integrations' sources, from the connections the filter form lists anyway.
+        sources = frozenset(c.pk for c in filterset.connections if c.is_source)
         for record in records:
-            record.lead = leading_remote_id(record.remote_ids.all(), sources)
+            record.tenant = self.tenant  # the membership's, already loaded: no query
+            record.remote_list = remote_ids_of(record)
+            record.lead = leading_remote_id(record.remote_list, sources)
         filtered = any(
             filterset.form.data.get(name) for name in filterset.filters if filterset.form.data
         )
