@@ -112,13 +112,6 @@ def leading_remote_id(remote_ids, source_connection_ids=frozenset()):
     return min(remote_ids, key=rank, default=None)
 
 
-def source_connection_ids(tenant) -> frozenset[int]:
-    """Connections that are the source of one of the tenant's integrations."""
-    return frozenset(
-        Integration.objects.for_tenant(tenant).values_list("source_id", flat=True).distinct()
-    )
-
-
 # --- the record page in one query --------------------------------------------------------------
 
 
@@ -145,6 +138,21 @@ def remote_id_rows(tenant):
     )
 
 
+def custom_data_rows(tenant):
+    """A record's custom data with their connections (None when unscoped), as one JSON array
+    (read them with `custom_data_of`): for an annotation of a Record queryset."""
+    return json_rows(
+        CustomData.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
+        by="record",
+        pk="pk",
+        module_id="module_id",
+        key="key",
+        type="type",
+        value=AsJSON("value"),
+        **CONNECTION_FIELDS,
+    )
+
+
 def records_for_their_page(tenant):
     """Records with everything their page shows but history, in the record's own query:
     remote ids and custom data (with their connections) as JSON rows, and the tenant's
@@ -156,16 +164,7 @@ def records_for_their_page(tenant):
         .select_related("source_connection")
         .annotate(
             remote_id_rows=remote_id_rows(tenant),
-            custom_data_rows=json_rows(
-                CustomData.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
-                by="record",
-                pk="pk",
-                module_id="module_id",
-                key="key",
-                type="type",
-                value=AsJSON("value"),
-                **CONNECTION_FIELDS,
-            ),
+            custom_data_rows=custom_data_rows(tenant),
             integration_rows=json_rows(
                 Integration.objects.for_tenant(tenant),
                 by="tenant",

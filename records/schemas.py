@@ -358,11 +358,11 @@ class ErrorOut(Schema):
 def custom_data_out(rows) -> dict[str, dict]:
     """customData by full key, from a record's `custom_data_rows` (records.services)."""
     entries = sorted(
-        rows or [], key=lambda row: (row["connection_id"] or "", row["module_id"], row["key"])
+        rows or [], key=lambda row: (row["connection_hex"] or "", row["module_id"], row["key"])
     )
     return {
-        f"{row['connection_id'] or ''}|{row['module_id']}|{row['key']}": {
-            "connectionId": row["connection_id"] or "",
+        f"{row['connection_hex'] or ''}|{row['module_id']}|{row['key']}": {
+            "connectionId": row["connection_hex"] or "",
             "moduleId": row["module_id"],
             "key": row["key"],
             "type": row["type"],
@@ -399,8 +399,8 @@ def record_out(record: Record, connection) -> dict:
         "recordType": record.record_type,
         "remoteId": own["remote_id"] if own else None,
         "remoteRef": own["remote_ref"] if own else None,
-        "remoteIdMap": {row["connection_id"]: row["remote_id"] for row in rows},
-        "remoteRefMap": {row["connection_id"]: row["remote_ref"] for row in rows},
+        "remoteIdMap": {row["connection_hex"]: row["remote_id"] for row in rows},
+        "remoteRefMap": {row["connection_hex"]: row["remote_ref"] for row in rows},
         "customData": custom_data_out(record.custom_data_rows),
         "data": record.data if isinstance(record.data, dict) else {},
         "lastModified": record.last_modified,

@@ -15,17 +15,17 @@ from datetime import UTC as datetime_utc
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Q
+from django.db.models import Q
 
 from common.errors import DomainError, InvalidValue, NotAllowed
 from common.prepared import PreparedQuery
 from integrations.models import Connection, Tenant
 
 from . import changes
-from .aggregates import AsJSON, json_rows
 from .audit import Actor, mark_changed, source_connection_id, touch_record, write_audit
 from .errors import Conflict, StaleEdit, VersionMismatch
 from .models import AuditEntry, Batch, CustomData, Record, RemoteId
+from .queries import custom_data_rows, remote_id_rows
 from .validation import (
     SELF_MADE_MODULE_PREFIX,
     check_storable_json,
@@ -296,31 +296,12 @@ def conflict_for_remote_id(holder: RemoteId, *, field: str, label: str = "Id") -
 
 def records_with_ids_and_custom_data(tenant):
     """Records of a tenant with what the API shows, in one query: the remote ids and custom
-    data as JSON arrays (`remote_id_rows`, `custom_data_rows`: records.aggregates), and the
+    data as JSON arrays (records.queries `remote_id_rows`, `custom_data_rows`), and the
     connection that created each record (for recordSource) joined."""
     return (
         Record.objects.for_tenant(tenant)
         .select_related("source_connection__connector")
-        .annotate(
-            remote_id_rows=json_rows(
-                RemoteId.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
-                by="record",
-                pk="pk",
-                connection_id="connection__connection_id",
-                connection_pk="connection_id",
-                remote_id="remote_id",
-                remote_ref="remote_ref",
-            ),
-            custom_data_rows=json_rows(
-                CustomData.objects.for_tenant(tenant).filter(record=OuterRef("pk")),
-                by="record",
-                connection_id="connection__connection_id",
-                module_id="module_id",
-                key="key",
-                type="type",
-                value=AsJSON("value"),
-            ),
-        )
+        .annotate(remote_id_rows=remote_id_rows(tenant), custom_data_rows=custom_data_rows(tenant))
     )
 
 
