@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP_STAMP := $(VENV)/.installed
 DEV_ENV := DEBUG=1
 
-.PHONY: run test lint format install clean bench load
+.PHONY: run test lint format install clean bench load tripwire
 
 $(PIP_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(PIP_STAMP)
 ## Benchmark at BENCH_N references (default 1,000,000) in its own PostgreSQL database: bench/README.md
 bench: $(PIP_STAMP)
 	$(BIN)/python -m bench.run
+
+## Every bulk path at 200,000 references, each within 60 s (CI runs it): bench/tripwire.py
+tripwire: $(PIP_STAMP)
+	$(BIN)/python -m bench.tripwire
 
 lint:
 	$(BIN)/ruff check .

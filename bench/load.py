@@ -153,6 +153,13 @@ def _ensure_marker() -> int | None:
     return row[0] if row else None
 
 
+def forget_loaded() -> None:
+    """Make the next `ensure_data` load afresh (a run that writes starts from the same data)."""
+    _ensure_marker()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM bench_marker")
+
+
 def ensure_data(n: int, log=print) -> World:
     """The bench world with exactly N references of the main integration (loaded if needed)."""
     world = World()

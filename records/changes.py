@@ -23,7 +23,7 @@ The rules (DESIGN.md), checked for every change of a set:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -34,6 +34,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from common.errors import DomainError, InvalidValue
+from common.sets import CHUNK, chunks, where_in
 from integrations.models import Connection, Integration
 
 from . import counts
@@ -60,8 +61,6 @@ REJECTED = "rejected"
 OUTCOMES = (NEW, CHANGED, REMOVED, UNCHANGED, REJECTED)
 WRITTEN = (NEW, CHANGED, REMOVED)
 
-# Ids per IN (...) query: well under SQLite's limit on bound parameters.
-CHUNK = 2000
 # Above this many remote-id rows PostgreSQL writes go through COPY and a temporary table.
 COPY_THRESHOLD = 500
 
@@ -191,6 +190,11 @@ class ChangeSetBase:
         """What keeps the reference counts of this change set (records.counts)."""
         raise NotImplementedError
 
+    def derived_counts(self, applied: Applied) -> dict[int, dict[str, int]]:
+        """The count deltas this change set derives from its own batch, by integration id,
+        for the tracker's `derived` integrations (a whole-tab change): none by default."""
+        return {}
+
 
 def lock_integration(integration, *, exclusive: bool) -> None:
     """Serialise bulk changes with every other change of an integration's references.
@@ -238,7 +242,7 @@ def apply(change_set, *, progress: ProgressCallback | None = None) -> Applied:
             tracker = change_set.tracker(result)
             tracker.start()
             applied = change_set.write(result, progress)
-            tracker.finish(applied.record_ids)
+            tracker.finish(applied.record_ids, change_set.derived_counts(applied))
             return applied
     except IntegrityError as error:
         _raise_if_strict(change_set, change_set.plan())
@@ -927,37 +931,16 @@ def describe_edit(before: dict, after: dict) -> str:
 # --- reading helpers ----------------------------------------------------------------------------
 
 
-def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 ROW_FIELDS = ("pk", "record_id", "connection_id", "remote_id", "remote_ref")
 
 
 def _rows_by(queryset, lookup: str, values: Iterable) -> list[Row]:
-    """The rows of `queryset` whose `lookup` column is one of `values`.
-
-    On PostgreSQL a big set is one query with the values as one array parameter
-    (`= ANY(%s)`): 100 chunked IN queries of 2,000 parameters each took 2-4 s of a 100k-row
-    import's plan, most of it building and sending the parameters.
-    """
-    values = sorted(set(values))
-    if not values:
-        return []
-    if db_connection.vendor == "postgresql" and len(values) > CHUNK:
-        column = RemoteId._meta.get_field(lookup).column
-        table = RemoteId._meta.db_table
-        # The column name is ours; the values go as one parameter.
-        rows = queryset.extra(where=[f'"{table}"."{column}" = ANY(%s)'], params=[values])  # noqa: S610
-        return [Row(*found) for found in rows.values_list(*ROW_FIELDS)]
-    found = []
-    for chunk in _chunks(values):
-        found.extend(
-            Row(*row)
-            for row in queryset.filter(**{f"{lookup}__in": chunk}).values_list(*ROW_FIELDS)
-        )
-    return found
+    """The rows of `queryset` whose `lookup` column is one of `values` (common.sets)."""
+    return [
+        Row(*found)
+        for rows in where_in(queryset, lookup, values)
+        for found in rows.values_list(*ROW_FIELDS)
+    ]
 
 
 def _record(tenant, record_id):
@@ -1040,7 +1023,7 @@ def _create_records(tenant, record_type: str, count: int, actor: Actor, now) -> 
             )
             return sorted(value for (value,) in cursor.fetchall())
     ids = []
-    for chunk in _chunks(list(range(count))):
+    for chunk in chunks(list(range(count))):
         records = Record.objects.bulk_create(
             Record(
                 tenant=tenant,
@@ -1067,7 +1050,7 @@ def _write_rows(tenant, record_type: str, batch: Batch, removed: list, added: li
     if db_connection.vendor == "postgresql" and len(removed) + len(added) > COPY_THRESHOLD:
         _write_rows_copy(tenant, record_type, batch, removed, added)
         return
-    for chunk in _chunks([pk for pk, *_ in removed]):
+    for chunk in chunks([pk for pk, *_ in removed]):
         RemoteId.objects.for_tenant(tenant).filter(pk__in=chunk).delete()
     RemoteId.objects.bulk_create(
         (
@@ -1351,11 +1334,34 @@ class DeleteAll(ChangeSetBase):
         return result
 
     def tracker(self, plan: Plan) -> counts.Tracker:
-        # Every tab that shows these target ids is recounted (another integration may share
-        # the target connection).
-        return counts.Tracker.for_connections(
-            self.tenant, self.record_type, [self.integration.target_id]
+        # Every tab that shows these target ids changes. This integration's counts follow
+        # from the batch (`derived_counts`); another integration sharing the connection (rare)
+        # is diffed over the records that lose their target id.
+        tracker = counts.Tracker.for_connections(
+            self.tenant,
+            self.record_type,
+            [self.integration.target_id],
+            record_ids=(),
+            derived=[self.integration],
         )
+        if tracker.diffed:
+            tracker.record_ids = set(
+                linked_target_rows(self.integration, self.record_type).values_list(
+                    "record_id", flat=True
+                )
+            )
+        return tracker
+
+    def derived_counts(self, applied: Applied) -> dict[int, dict[str, int]]:
+        # Every reference of the tab was linked; now each is unlinked, and lost to this batch.
+        removed = applied.counts[REMOVED]
+        return {
+            self.integration.pk: {
+                counts.LINKED: -removed,
+                counts.UNLINKED: removed,
+                counts.LOST: removed,
+            }
+        }
 
     def write(self, plan: Plan, progress: ProgressCallback) -> Applied:
         tenant, integration, record_type = self.tenant, self.integration, self.record_type
@@ -1455,15 +1461,45 @@ class Restore(ChangeSetBase):
     def _changes(self, change: str):
         return BatchChange.objects.for_tenant(self.tenant).filter(batch=self.batch, change=change)
 
+    @property
+    def _restores_a_tab(self) -> bool:
+        """Undoing a delete-all: its counts follow from the batch (`derived_counts`)."""
+        return self.batch.kind == Batch.Kind.DELETE_ALL and self.integration is not None
+
     def tracker(self, plan: Plan) -> counts.Tracker:
-        rows = BatchChange.objects.for_tenant(self.tenant).filter(batch=self.batch)
+        rows = BatchChange.objects.for_tenant(self.tenant).filter(batch=self.batch).order_by()
         connection_ids = set(rows.values_list("connection_id", flat=True).distinct())
-        record_ids = None
-        if self.batch.row_count <= counts.DIFF_LIMIT:
-            record_ids = set(rows.values_list("record_id", flat=True))
-        return counts.Tracker.for_connections(
-            self.tenant, self.record_type, connection_ids, record_ids
+        derived = [self.integration] if self._restores_a_tab else []
+        tracker = counts.Tracker.for_connections(
+            self.tenant, self.record_type, connection_ids, record_ids=(), derived=derived
         )
+        if tracker.diffed:
+            tracker.record_ids = set(rows.values_list("record_id", flat=True))
+        return tracker
+
+    def derived_counts(self, applied: Applied) -> dict[int, dict[str, int]]:
+        if not self._restores_a_tab:
+            return {}
+        # Before the restore every record of the batch that the source still knows was
+        # unlinked and lost (to this batch; a record linked again since refuses the restore).
+        # Now each is linked.
+        integration = self.integration
+        source_rows = RemoteId.objects.for_tenant(self.tenant).filter(
+            connection=integration.source, record_id=OuterRef("record_id")
+        )
+        put_back = (
+            self._changes(BatchChange.Change.REMOVED)
+            .filter(connection=integration.target)
+            .filter(Exists(source_rows))
+            .count()
+        )
+        return {
+            integration.pk: {
+                counts.LINKED: put_back,
+                counts.UNLINKED: -put_back,
+                counts.LOST: -put_back,
+            }
+        }
 
     def plan(self) -> Plan:
         result = Plan(self)
@@ -1592,5 +1628,5 @@ def _snapshot_ids_in_use(tenant, batch: Batch, snapshots: list[dict]) -> list[st
 def _delete_records_left_without_ids(tenant, record_ids: list[int]) -> None:
     """Records a batch created and its restore emptied: they did not exist before it."""
     has_ids = RemoteId.objects.for_tenant(tenant).filter(record_id=OuterRef("pk"))
-    for chunk in _chunks(record_ids):
+    for chunk in chunks(record_ids):
         Record.objects.for_tenant(tenant).filter(pk__in=chunk).filter(~Exists(has_ids)).delete()

@@ -3,13 +3,20 @@ entity type, exact and one indexed row away.
 
 Counting a million references on every page view costs 100 ms or more (or an estimate); the
 engine is the only writer of remote ids, so it keeps the counts instead, in the same
-transaction as each change set:
-- before writing, it counts the states of the records the change set touches (linked,
-  unlinked, lost: a few rows, one query per integration), and again after; the difference is
-  added to the kept row with `SET linked = linked + %s`, a row-level increment, so concurrent
-  change sets never lose each other's updates;
-- a change set that touches a whole tab (delete all, restore of a big batch) recounts that
-  tab instead, after locking its row, so no increment lands between its count and its write.
+transaction as each change set, from what the change set wrote:
+- a change set of some records counts the states of those records (linked, unlinked, lost)
+  before writing and again after; the difference is added to the kept row with
+  `SET linked = linked + %s`, a row-level increment, so concurrent change sets never lose
+  each other's updates;
+- a whole-tab change (delete all, the restore of a delete-all) derives the new counts from
+  its own batch: delete-all of n references makes n linked ones unlinked and lost.
+
+Counting is set-based and its plans cannot turn per-row: the records go as one array
+parameter, "linked" is a probe of the unique (tenant, record, connection) index, and "lost"
+reads the BatchChange rows of those records by the record index, then their batches by
+primary key, in separate statements. (A correlated EXISTS over BatchChange joined to Batch
+was planned inside a bulk job, with statistics that had not seen the job's own rows, as a
+walk of the whole delete-all batch for every source row: 256k x 256k, 22 minutes.)
 
 A missing row (a new integration, one whose connections or entity types changed) is counted
 when first read or written. `manage.py recount` recounts everything and says what differed.
@@ -22,21 +29,15 @@ from dataclasses import dataclass
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Count, Exists, FilteredRelation, OuterRef, Q
+from django.db.models import Exists, FilteredRelation, OuterRef, Q
 
+from common.sets import where_in
 from integrations.models import EntityType, Integration
 
-from .models import Batch, BatchChange, ReferenceCount, RemoteId, writing
+from .models import DELIBERATE_REMOVALS, Batch, BatchChange, ReferenceCount, RemoteId, writing
 
 LINKED, UNLINKED, LOST = "linked", "unlinked", "lost"
 STATES = (LINKED, UNLINKED, LOST)
-
-# Above this many touched records a change set recounts its tab instead of diffing records.
-DIFF_LIMIT = 20_000
-
-# Removals that were the point of a fix (the id is gone remotely, or belongs to something
-# else now): what they unlinked is not "lost", and putting it back would undo the fix.
-DELIBERATE_REMOVALS = (Batch.Kind.RECONCILE, Batch.Kind.UNLINK_REUSED)
 
 
 def removed_target_rows(integration):
@@ -84,20 +85,46 @@ class Counts:
 
 
 def count_states(integration, record_type: str, record_ids=None) -> Counter:
-    """Linked, unlinked and lost source rows of one tab (or of some of its records): one
-    query. What the References page shows, so the kept counts agree with its rows."""
-    rows = RemoteId.objects.for_tenant(integration.tenant).filter(
-        connection=integration.source, record_type=record_type
+    """Linked, unlinked and lost source rows of one tab (or of some of its records): what
+    the References page shows, so the kept counts agree with its rows."""
+    rows = (
+        RemoteId.objects.for_tenant(integration.tenant)
+        .filter(connection=integration.source, record_type=record_type)
+        .order_by()
     )
-    if record_ids is not None:
-        rows = rows.filter(record_id__in=list(record_ids))
-    linked = _has_target(integration)
-    found = rows.order_by().aggregate(
-        linked=Count("pk", filter=Q(linked)),
-        unlinked=Count("pk", filter=~Q(linked)),
-        lost=Count("pk", filter=~Q(linked) & Q(is_lost(integration))),
+    if record_ids is None:
+        total = rows.count()
+        unlinked = list(rows.exclude(_has_target(integration)).values_list("record_id", flat=True))
+    else:
+        total, unlinked = 0, []
+        for part in where_in(rows, "record_id", record_ids):
+            for record_id, linked in part.values_list("record_id", _has_target(integration)):
+                total += 1
+                if not linked:
+                    unlinked.append(record_id)
+    lost = len(lost_among(integration, unlinked))
+    return Counter({LINKED: total - len(unlinked), UNLINKED: len(unlinked), LOST: lost})
+
+
+def lost_among(integration, record_ids) -> set[int]:
+    """Which of these records lost their target id to a change that stands (see `is_lost`):
+    their removals by the record index, then those removals' batches by primary key."""
+    removals = BatchChange.objects.for_tenant(integration.tenant).filter(
+        connection=integration.target, change=BatchChange.Change.REMOVED
     )
-    return Counter({state: found[state] or 0 for state in STATES})
+    removed_by: set[tuple[int, int]] = set()
+    for part in where_in(removals.order_by(), "record", record_ids):
+        removed_by.update(part.values_list("record_id", "batch_id").distinct())
+    standing_batches = (
+        Batch.objects.for_tenant(integration.tenant)
+        .filter(restored_at__isnull=True)
+        .exclude(kind__in=DELIBERATE_REMOVALS)
+        .order_by()
+    )
+    standing: set[int] = set()
+    for part in where_in(standing_batches, "id", {batch for _, batch in removed_by}):
+        standing.update(part.values_list("pk", flat=True))
+    return {record_id for record_id, batch in removed_by if batch in standing}
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -230,10 +257,11 @@ def _lock(integration, record_type: str) -> None:
 class Tracker:
     """Keeps the counts of one change set: `start()` before its writes, `finish()` after.
 
-    `record_ids` are the records the change set touches (None: the whole tab), `connection_ids`
-    the connections whose ids it writes (None: the change set's integration's two)."""
+    `record_ids` are the records the change set touches (None: the whole tab, counted again
+    after the writes). The counts of the integrations in `derived` come from the change set
+    itself (`ChangeSetBase.derived_counts`, e.g. delete-all), given to `finish()`."""
 
-    def __init__(self, tenant, record_type: str, integrations, record_ids=None):
+    def __init__(self, tenant, record_type: str, integrations, record_ids=None, derived=()):
         self.tenant = tenant
         self.record_type = record_type
         self.integrations = [
@@ -242,12 +270,14 @@ class Tracker:
             if record_type in integration.synced_entity_types
         ]
         self.record_ids = None if record_ids is None else set(record_ids)
-        if self.record_ids is not None and len(self.record_ids) > DIFF_LIMIT:
-            self.record_ids = None
+        self.derived = {integration.pk for integration in derived}
         self.before: dict[int, Counter] = {}
+        self.uncounted: set[int] = set()
 
     @classmethod
-    def for_connections(cls, tenant, record_type, connection_ids, record_ids=None) -> Tracker:
+    def for_connections(
+        cls, tenant, record_type, connection_ids, record_ids=None, derived=()
+    ) -> Tracker:
         """Every integration that syncs `record_type` through one of these connections."""
         connection_ids = list(connection_ids)
         integrations = (
@@ -257,7 +287,12 @@ class Tracker:
             if connection_ids
             else []
         )
-        return cls(tenant, record_type, list(integrations), record_ids)
+        return cls(tenant, record_type, list(integrations), record_ids, derived)
+
+    @property
+    def diffed(self) -> list:
+        """The integrations whose counts are diffed over the touched records."""
+        return [i for i in self.integrations if i.pk not in self.derived]
 
     def start(self) -> None:
         kept = set(
@@ -269,26 +304,35 @@ class Tracker:
             .values_list("integration_id", flat=True)
         )
         for integration in self.integrations:
-            if self.record_ids is None or integration.pk not in kept:
-                # The whole tab, or a tab not counted yet: lock its row now and count it
-                # from scratch after the writes.
+            derived = integration.pk in self.derived
+            if integration.pk not in kept or (self.record_ids is None and not derived):
+                # A tab not counted yet (or a change of unknown extent): lock its row now
+                # and count it from scratch after the writes.
+                self.uncounted.add(integration.pk)
                 _ensure_row(integration, self.record_type)
+                _lock(integration, self.record_type)
+            elif derived:
+                # Locked now, so no increment lands between the change and its own delta.
                 _lock(integration, self.record_type)
             else:
                 self.before[integration.pk] = count_states(
                     integration, self.record_type, self.record_ids
                 )
 
-    def finish(self, written_record_ids=()) -> None:
+    def finish(self, written_record_ids=(), derived_counts=None) -> None:
+        derived_counts = derived_counts or {}
         for integration in self.integrations:
-            if integration.pk not in self.before:
+            if integration.pk in self.uncounted:
                 recount(integration, self.record_type)
                 continue
-            after = count_states(
-                integration, self.record_type, self.record_ids | set(written_record_ids)
-            )
-            before = self.before[integration.pk]
-            delta = {state: after[state] - before[state] for state in STATES}
+            if integration.pk in self.derived:
+                delta = derived_counts[integration.pk]
+            else:
+                after = count_states(
+                    integration, self.record_type, self.record_ids | set(written_record_ids)
+                )
+                before = self.before[integration.pk]
+                delta = {state: after[state] - before[state] for state in STATES}
             if any(delta.values()):
                 _increment(integration, self.record_type, delta)
 

@@ -122,7 +122,15 @@ def execute(job_id: int) -> str:
     except DomainError as error:
         _fail(job, error.message)
         return "failed"
-    except (OperationalError, InterfaceError):
+    except (OperationalError, InterfaceError) as error:
+        if _statement_timed_out(error):
+            logger.exception("Job %s (%s) ran into the statement timeout", job.pk, job.kind)
+            _fail(
+                job,
+                "A step of this job took longer than the database allows (statement_timeout); "
+                "nothing was written. Ask your administrator to look at the server log.",
+            )
+            return "failed"
         logger.exception("Job %s (%s) lost its database connection", job.pk, job.kind)
         connection.close()
         _fail(
@@ -142,6 +150,11 @@ def execute(job_id: int) -> str:
     finally:
         progress.close()
     return "done"
+
+
+def _statement_timed_out(error: Exception) -> bool:
+    """PostgreSQL cancelled a statement (SQLSTATE 57014): the connection is still fine."""
+    return getattr(error.__cause__, "sqlstate", None) == "57014"
 
 
 def _fail(job: Job, message: str, attempts: int = 10) -> None:

@@ -404,6 +404,11 @@ class Batch(EngineWrittenModel):
         return self.restored_at is not None
 
 
+# Removals that were the point of a fix (the id is gone remotely, or belongs to something
+# else now): what they unlinked is not "lost", and putting it back would undo the fix.
+DELIBERATE_REMOVALS = (Batch.Kind.RECONCILE, Batch.Kind.UNLINK_REUSED)
+
+
 class BatchChange(EngineWrittenModel):
     """A remote-id row a batch removed or added: what restoring the batch puts back or takes away.
 

@@ -185,3 +185,61 @@ def test_concurrent_adds_lose_no_increment(world):
 
     assert errors == []
     assert kept(world.integration) == full_count(world.integration) == counts.Counts(40, 0, 0)
+
+
+def test_restore_of_a_delete_all_after_sources_went_away_keeps_exact_counts(world):
+    """The restore derives its counts from its batch: a record whose source id was removed
+    since the delete-all comes back linked to nothing on this tab, and is not counted."""
+    integration = world.integration
+    for number in range(5):
+        make_reference(integration, source_id=f"S{number}", target_id=f"T{number}")
+    make_reference(integration, source_id="U1")
+    counts.recount(integration, "order")
+    everything = delete_all_references(integration, "order", world.actor)
+    assert kept(integration) == full_count(integration) == counts.Counts(0, 6, 5)
+    gone = integration.source.remote_ids.get(remote_id="S0").record
+    update_record(
+        gone,
+        world.shop,
+        Actor.for_connection(world.shop),
+        data={},
+        remote_id=None,
+        remote_ref="",
+        custom_data={},
+    )
+    assert kept(integration) == full_count(integration) == counts.Counts(0, 5, 4)
+
+    restore_batch(everything, world.actor)
+
+    assert kept(integration) == full_count(integration) == counts.Counts(4, 1, 0)
+
+
+def test_delete_all_of_a_tab_never_counted_counts_it_once(world):
+    integration = world.integration
+    for number in range(3):
+        make_reference(integration, source_id=f"S{number}", target_id=f"T{number}")
+    assert not ReferenceCount.objects.filter(integration=integration).exists()
+
+    delete_all_references(integration, "order", world.actor)
+
+    assert kept(integration) == full_count(integration) == counts.Counts(0, 3, 3)
+
+
+def test_lost_among_names_only_records_whose_removal_stands(world):
+    integration = world.integration
+    kept_lost = make_reference(integration, source_id="S1", target_id="T1")
+    undone = make_reference(integration, source_id="S2", target_id="T2")
+    never = make_reference(integration, source_id="S3")
+    delete_reference(integration, kept_lost, world.actor)
+    restore_batch(delete_reference(integration, undone, world.actor), world.actor)
+    delete_reference(integration, undone, world.actor)
+    restore_batch(
+        delete_reference(
+            integration, make_reference(integration, source_id="S4", target_id="T4"), world.actor
+        ),
+        world.actor,
+    )
+
+    lost = counts.lost_among(integration, [kept_lost.pk, undone.pk, never.pk])
+
+    assert lost == {kept_lost.pk, undone.pk}

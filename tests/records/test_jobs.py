@@ -118,6 +118,28 @@ def test_a_failing_job_writes_nothing_and_says_why_where_it_was_started(
     assert "nothing was written" in page
 
 
+@pytest.mark.postgres
+def test_a_job_stopped_by_the_statement_timeout_says_so_not_connection_lost(
+    admin_client, world, monkeypatch
+):
+    linked(world, 4)
+    admin_client.post(f"{list_url(world)}delete-all/", {"confirm": "orders"})
+
+    def a_statement_that_runs_too_long(*args, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = '50ms'")
+            cursor.execute("SELECT pg_sleep(2)")
+
+    monkeypatch.setattr(changes, "mark_changed", a_statement_that_runs_too_long)
+    jobs.execute(Job.objects.get().pk)
+
+    job = Job.objects.get()
+    assert job.state == "failed"
+    assert "took longer than the database allows (statement_timeout)" in job.error
+    assert "connection was lost" not in job.error
+    assert RemoteId.objects.filter(connection=world.erp).count() == 4
+
+
 def test_a_large_import_runs_as_a_job(admin_client, world):
     rows = "".join(f"S{i},T{i}\n" for i in range(6))
     admin_client.post(
