@@ -1,10 +1,13 @@
 """The References page through Django's test client: what support staff and admins see and do."""
 
+from datetime import UTC, datetime
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from common.counting import capped_count
+from records.audit import mark_changed
 from records.models import AuditEntry, Batch, Record, RemoteId
 from references.filters import ReferenceFilterSet, reference_rows
 from references.services import (
@@ -156,6 +159,44 @@ class TestList:
             assert [row.remote_id for row in response.context["page"].rows] == page
         assert "Showing 1–25 of 60" in response.text
         assert response.context["prev_url"] == ""
+
+    @pytest.mark.parametrize("sort", ["-modified", "modified", "source", "-source"])
+    @pytest.mark.parametrize("linked", ["unlinked", "lost", "never"])
+    def test_the_unlinked_filters_page_every_unlinked_row_once_wherever_they_lie(
+        self, admin_client, world, sort, linked
+    ):
+        """The unlinked rows are the oldest (the end of newest-first) and sort first by id;
+        the filters read the kept unlinked rows, and Next seeks in them."""
+        unlinked = []
+        for n in range(15):
+            record = make_reference(world.integration, source_id=f"U{n:03d}", target_id=f"X{n}")
+            delete_reference(world.integration, record, world.actor)  # lost
+            unlinked.append(record.pk)
+        for n in range(15, 45):
+            unlinked.append(make_reference(world.integration, source_id=f"U{n:03d}").pk)
+        for n in range(40):
+            make_reference(world.integration, source_id=f"V{n:03d}", target_id=f"T{n:03d}")
+        mark_changed(world.tenant, unlinked, world.actor, at=datetime(2020, 1, 1, tzinfo=UTC))
+        # Expected, from the records themselves: which are lost, and each sort's order.
+        rows = [
+            (record.last_modified, record.local_id, f"U{n:03d}")
+            for n, record in enumerate(Record.objects.get(pk=pk) for pk in unlinked)
+            if linked == "unlinked" or (n < 15) == (linked == "lost")
+        ]
+        expected = [source for *_, source in sorted(rows, key=lambda row: row[:2])]
+        if sort in ("source", "-source"):
+            expected = sorted(expected)
+        if sort.startswith("-"):
+            expected.reverse()
+
+        url, pages = list_url(world) + f"?linked={linked}&sort={sort}&per_page=25", []
+        while url and len(pages) < 5:
+            response = admin_client.get(url)
+            pages.append([row.remote_id for row in response.context["page"].rows])
+            url = response.context["next_url"]
+
+        assert [source for page in pages for source in page] == expected
+        assert len(expected) == {"unlinked": 45, "lost": 15, "never": 30}[linked]
 
     def test_next_page_neither_repeats_nor_skips_when_rows_arrive_meanwhile(
         self, admin_client, world
