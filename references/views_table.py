@@ -220,10 +220,25 @@ class ReferencesPageMixin(IntegrationMixin, ListMixin):
             links.update(last_page=last, last_page_url=self.list_url(**state, page=last))
         return links
 
+    @property
+    def narrowed(self) -> bool:
+        """Whether a filter narrows the rows: any valid value but the sort's and the defaults
+        (a filter added to the filterset counts without being named here)."""
+        filterset = self.filterset
+        if not filterset.is_bound:
+            return False
+        filterset.form.is_valid()  # cleaned_data: the valid values, which are applied
+        return any(
+            value not in (None, "", DEFAULTS.get(name))
+            for name, value in filterset.form.cleaned_data.items()
+            if name != "sort"
+        )
+
     def locator(self):
         """Where a numbered page of the unfiltered tab starts, read from an index
-        (selectors.tab_locator); None for a filtered one (its page comes from its ids)."""
-        if self.filtered:
+        (selectors.tab_locator); None when a filter narrows the rows (the page then comes
+        from its ids, common.paging.numbered_page)."""
+        if self.narrowed:
             return None
         record_type = self.record_type
         return tab_locator(

@@ -9,6 +9,7 @@ unlinked rows, another type and another tenant.
 
 from datetime import timedelta
 
+import django_filters
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -20,6 +21,7 @@ from records.models import Record, RemoteId
 from references import selectors
 from references.filters import ReferenceFilterSet
 from references.selectors import KEYSETS, tab_locator
+from references.views_table import ReferenceListView
 from tests.factories import ConnectionFactory, RecordFactory, RemoteIdFactory, make_reference
 
 pytestmark = pytest.mark.django_db
@@ -274,6 +276,21 @@ def test_a_filtered_page_past_the_end_says_so_not_that_nothing_matches(admin_cli
     assert response.status_code == 200
     assert "Page 40 is past the end" in response.text
     assert "No unlinked" not in response.text
+
+
+def test_a_filter_added_to_the_filterset_is_not_paged_by_the_tabs_index(
+    admin_client, tab, monkeypatch
+):
+    class WithPrefix(ReferenceFilterSet):
+        prefix = django_filters.CharFilter(field_name="remote_id", lookup_expr="startswith")
+
+    monkeypatch.setattr(ReferenceListView, "filterset_class", WithPrefix)
+    response = admin_client.get(list_url(tab, prefix="S00", sort="-source", per_page=25, page=2))
+
+    # 100 of the 110 source ids start with S00: the tab's own page 2 starts 10 rows earlier.
+    expected = expected_rows(tab, "-source", 2, 25, "AND s.remote_id LIKE 'S00%%'")
+    assert [row.pk for row in response.context["page"].rows] == expected
+    assert expected != expected_rows(tab, "-source", 2, 25)
 
 
 # --- the Records list and the Jobs list ------------------------------------------------------
