@@ -160,10 +160,12 @@ def tab_locator(integration, record_type: str, sort: str, tab_size: Callable[[],
         if offset < PROVE_FROM_OFFSET:
             return None
         size = tab_size()
-        if offset >= size:
-            return None  # past the end, if the kept count is right: the ids' OFFSET says
         records = Record.objects.for_tenant(integration.tenant).filter(record_type=record_type)
         at = record_at(records, offset, descending=descending)
+        if offset >= size:
+            # Past the end by the kept count. The tab has no more rows than the type has
+            # records, so no record there proves it; a record there proves nothing.
+            return at if at.position is None else None
         # The type has exactly `size` records when the record `offset` from one end is
         # `size - 1 - offset` from the other (two walks that add up to one pass over them);
         # each tab row is a distinct record of the type (one source id per record), so with

@@ -166,6 +166,9 @@ def test_the_record_index_is_used_only_when_it_holds_exactly_the_tab(
     # the record index is not used and the page comes from the row query's ids.
     for claimed in (in_tab, of_the_type, of_the_type + 1, 0):
         assert tab_locator(tab, "order", sort, lambda claimed=claimed: claimed)(30) is None
+    # Past the tab's end: proven by the record index only when the type has no record there.
+    assert tab_locator(tab, "order", sort, lambda: in_tab)(in_tab) is None
+    assert tab_locator(tab, "order", sort, lambda: in_tab)(of_the_type) == Located(None)
 
     drop_the_records_outside_the_tab(world)
     located = tab_locator(tab, "order", sort, lambda: in_tab)(30)
