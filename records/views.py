@@ -27,6 +27,7 @@ from .queries import (
     custom_data_of,
     integrations_of,
     leading_remote_id,
+    record_at,
     record_history,
     record_type_tabs,
     records_for_their_page,
@@ -86,12 +87,23 @@ class RecordListView(TenantMixin, ListMixin, TemplateView):
     def get_template_names(self):
         return [self.list_template()]
 
+    def locator(self):
+        """Where a numbered page starts when no filter applies: the record index alone
+        (queries.record_at). A filtered page comes from its ids (common.paging)."""
+        filterset = self.filterset
+        if filterset.is_bound:
+            filterset.form.is_valid()  # cleaned_data: the valid values, which are applied
+            if any(value not in (None, "") for value in filterset.form.cleaned_data.values()):
+                return None
+        records = self.scoped(Record).filter(record_type=self.kwargs["record_type"])
+        return lambda offset: record_at(records, offset, descending=True)
+
     def get_context_data(self, **kwargs):
         record_type = self.kwargs["record_type"]
         filterset = self.filterset
         # The References page's paging: one row more than shown says whether a next page
         # exists, and Next/Previous seek from the last/first row shown (keyset paging).
-        result, _, _ = self.paginate(filterset.qs, self.keyset)
+        result, _, _ = self.paginate(filterset.qs, self.keyset, locate=self.locator())
         records = result.rows
         # The integrations' sources, from the connections the filter form lists anyway.
         sources = frozenset(c.pk for c in filterset.connections if c.is_source)

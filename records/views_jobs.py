@@ -5,6 +5,7 @@ from django.shortcuts import render
 from django.views import View
 
 from common.lists import positive_int
+from common.paging import page_of
 from integrations.tenancy import TenantMixin
 
 from .models import Job
@@ -26,13 +27,12 @@ class JobListView(TenantMixin, View):
 
     def get(self, request, *args, **kwargs):
         jobs = self.scoped(Job).select_related("integration__source", "integration__target")
-        page_number = positive_int(request.GET.get("page"), 1)
-        page = list(jobs[(page_number - 1) * JOBS_PER_PAGE : page_number * JOBS_PER_PAGE + 1])
+        page = page_of(jobs, positive_int(request.GET.get("page"), 1), JOBS_PER_PAGE)
         context = {
-            "jobs": page[:JOBS_PER_PAGE],
-            "page_number": page_number,
-            "has_next": len(page) > JOBS_PER_PAGE,
-            "any_active": any(job.is_active for job in page),
+            "jobs": page.rows,
+            "page_number": page.number,
+            "has_next": page.has_next,
+            "any_active": any(job.is_active for job in page.rows),
         }
         template = "records/partials/job_table.html" if request.htmx else "records/job_list.html"
         response = render(request, template, context)

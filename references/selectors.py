@@ -9,14 +9,15 @@ joined in by a correlated subquery and the record's modified/version columns by 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from common.paging import Keyset, parse_int, parse_str
-from records.models import Batch, RemoteId
-from records.queries import modified_keyset
+from common.paging import Keyset, Located, parse_int, parse_str
+from records.models import Batch, Record, RemoteId
+from records.queries import modified_keyset, record_at
 
 LINKED_CHOICES = (
     ("all", "All"),
@@ -110,6 +111,73 @@ KEYSETS = {
     "source": _source_keyset("source", False),
     "-source": _source_keyset("-source", True),
 }
+
+
+# --- where a numbered page of the unfiltered tab starts ----------------------------------------
+#
+# common.paging.numbered_page asks `locate(offset)` for the position of the tab's row at
+# `offset`, then fetches the page by keyset from there. The answer must come from an index that
+# holds exactly the tab's rows (every source row of the type) in the page's order:
+# - Source id: the unique index (tenant, connection, record_type, remote_id) is exactly that,
+#   and a source id is unique in the tab, so record_id never breaks a tie. Index-only.
+# - Modified: no index holds the tab's rows by their record's last_modified. The record index
+#   (record_delta_sync_idx) holds every record of the type, and the type may have records the
+#   tab does not show (only the target knows them: a duplicate a sync made; or only another
+#   connection of the tenant); with one of those among the skipped rows its OFFSET lands too
+#   far. So it is used only when the type has no such record, which the walks below prove;
+#   otherwise the page comes from the row query's ids (numbered_page's fallback).
+# Filtered tabs (a search, Linked, Modified on or after) have no such index: they take the
+# fallback too.
+
+# Below this offset the row query's ids cost less than the proof (two walks over as many index
+# entries as the tab has rows).
+PROVE_FROM_OFFSET = 5_000
+
+
+def source_rows(integration, record_type: str):
+    """The tab's rows without their record: the integration's source ids of the type."""
+    return RemoteId.objects.for_tenant(integration.tenant).filter(
+        connection=integration.source, record_type=record_type
+    )
+
+
+def tab_locator(integration, record_type: str, sort: str, tab_size: Callable[[], int]):
+    """`locate(offset)` for the unfiltered tab in `sort` (common.paging.numbered_page).
+
+    `tab_size()` gives the tab's kept count (linked + unlinked), asked only when needed: the
+    proof below takes it as a claim to check, not as a fact.
+    """
+    descending = sort.startswith("-")
+
+    def by_source_id(offset: int) -> Located:
+        ids = source_rows(integration, record_type)
+        at = ids.order_by("-remote_id" if descending else "remote_id").values("remote_id")
+        found = ids.filter(remote_id=Subquery(at[offset : offset + 1]))
+        row = found.values_list("remote_id", "record_id").first()
+        return Located(tuple(row) if row else None)
+
+    def by_modified(offset: int) -> Located | None:
+        if offset < PROVE_FROM_OFFSET:
+            return None
+        size = tab_size()
+        records = Record.objects.for_tenant(integration.tenant).filter(record_type=record_type)
+        at = record_at(records, offset, descending=descending)
+        if offset >= size:
+            # Past the end by the kept count. The tab has no more rows than the type has
+            # records, so no record there proves it; a record there proves nothing.
+            return at if at.position is None else None
+        # The type has exactly `size` records when the record `offset` from one end is
+        # `size - 1 - offset` from the other (two walks that add up to one pass over them);
+        # each tab row is a distinct record of the type (one source id per record), so with
+        # at least `size` tab rows the tab's records are all of them.
+        if at.position is None or at != record_at(
+            records, size - 1 - offset, descending=not descending
+        ):
+            return None
+        tab = source_rows(integration, record_type).order_by("remote_id").values("remote_id")
+        return at if list(tab[size - 1 : size]) else None
+
+    return by_source_id if sort in ("source", "-source") else by_modified
 
 
 def restorable_delete_alls(tenant, integration, record_type: str, since=None):

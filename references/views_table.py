@@ -35,6 +35,7 @@ from .selectors import (
     base_reference_rows,
     matched_side,
     restorable_delete_alls,
+    tab_locator,
 )
 
 TABLE_TEMPLATE = "references/partials/table_response.html"
@@ -187,9 +188,10 @@ class ReferencesPageMixin(IntegrationMixin, ListMixin):
         if pinned is not None:
             rows = rows.exclude(record=pinned)
         # Keyset paging ("Next"/"Previous" carry a row position), except for search results,
-        # which are ordered by match rank and short; see common.paging.keyset_page.
+        # which are ordered by match rank first; see common.paging.keyset_page. A page opened
+        # by number starts where `locator` says, or comes from its ids (numbered_page).
         keyset = KEYSETS.get(self.params["sort"]) if not q and pinned is None else None
-        page, after, before = self.paginate(rows, keyset, page_number)
+        page, after, before = self.paginate(rows, keyset, page_number, locate=self.locator())
         pinned_row = self.row_for(pinned, q=q) if pinned is not None else None
         self.annotate_rows(page.rows)
         tab_counts = self.counts_context()
@@ -200,12 +202,51 @@ class ReferencesPageMixin(IntegrationMixin, ListMixin):
             **tab_counts,
             **self.paging_context(),
             **self.page_links(page, after, before),
+            **(self.past_the_end(total) if not page.rows and page.number > 1 else {}),
             "page": page,
             "pinned": pinned_row,
             "total": total,
             "split": split,
             "filtered": self.filtered,
         }
+
+    def past_the_end(self, total: Count) -> dict:
+        """Where to go from a page number past the last page: the last page, when the count
+        is exact, and the first."""
+        state = self.state
+        links = {"first_page_url": self.list_url(**state)}
+        if total.exact and total.value:
+            last = -(-total.value // self.per_page)
+            links.update(last_page=last, last_page_url=self.list_url(**state, page=last))
+        return links
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether a filter narrows the rows: any valid value but the sort's and the defaults
+        (a filter added to the filterset counts without being named here)."""
+        filterset = self.filterset
+        if not filterset.is_bound:
+            return False
+        filterset.form.is_valid()  # cleaned_data: the valid values, which are applied
+        return any(
+            value not in (None, "", DEFAULTS.get(name))
+            for name, value in filterset.form.cleaned_data.items()
+            if name != "sort"
+        )
+
+    def locator(self):
+        """Where a numbered page of the unfiltered tab starts, read from an index
+        (selectors.tab_locator); None when a filter narrows the rows (the page then comes
+        from its ids, common.paging.numbered_page)."""
+        if self.narrowed:
+            return None
+        record_type = self.record_type
+        return tab_locator(
+            self.integration,
+            record_type,
+            self.params["sort"],
+            lambda: self.kept_counts[record_type].total,
+        )
 
     def annotate_rows(self, rows) -> None:
         """Each row's search match, its URLs and, when unlinked, the link it lost (if any)."""
