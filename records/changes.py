@@ -178,7 +178,7 @@ class ChangeSetBase:
 
     def lock(self) -> None:
         """Serialise with every other writer of the tabs it writes (see `lock_written_tabs`)."""
-        lock_written_tabs(self, exclusive=True)
+        lock_written_tabs(self, integration_sides(self.integration), exclusive=True)
 
     def plan(self) -> Plan:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -191,15 +191,16 @@ class ChangeSetBase:
         raise NotImplementedError
 
 
-def lock_written_tabs(change_set, *, exclusive: bool) -> None:
+def lock_written_tabs(change_set, connection_ids, *, exclusive: bool) -> None:
     """Serialise bulk changes with every other change of the References tabs they write.
 
     Delete-all copies rows into its batch, then deletes them: an add, edit or delete landing
     in between would be lost or recorded wrongly. The lock is per tab (integration and entity
     type), not per integration, so a job writing one tab never stops the others: bulk change
     sets take their tabs exclusively, single changes share them (records/locks.py). The tabs
-    are those whose counts the change set keeps (its tracker's): every tab that shows a row it
-    writes, including another integration's that shares a connection.
+    are those whose counts a change set writing ids of `connection_ids` keeps (the same
+    integrations its counts.Tracker counts): every tab that shows such an id, including
+    another integration's that shares a connection.
 
     Both also share the integration row, so saving the integration's settings waits for them.
     In a request, a lock held by a bulk change is given up after `locks.LOCK_TIMEOUT`; `apply`
@@ -215,8 +216,14 @@ def lock_written_tabs(change_set, *, exclusive: bool) -> None:
                 f"SELECT 1 FROM {table} WHERE id = %s FOR SHARE",  # noqa: S608
                 [change_set.integration.pk],
             )
-    tabs = change_set.tracker(Plan(change_set)).integrations
-    locks.lock_tabs(change_set.tenant, change_set.record_type, tabs, exclusive=exclusive)
+    tenant, record_type = change_set.tenant, change_set.record_type
+    tabs = counts.Tracker.for_connections(tenant, record_type, connection_ids).integrations
+    locks.lock_tabs(tenant, record_type, tabs, exclusive=exclusive)
+
+
+def integration_sides(integration) -> set[int]:
+    """The connections whose ids a change set of `integration` writes: its source and target."""
+    return set() if integration is None else {integration.source_id, integration.target_id}
 
 
 # --- plan and apply: the two entry points ------------------------------------------------------
@@ -315,8 +322,11 @@ class ChangeSet(ChangeSetBase):
 
     def lock(self) -> None:
         single = len(self.changes) == 1
+        connection_ids = integration_sides(self.integration) | {
+            change.connection_id for change in self.changes if change.connection_id
+        }
         # A set of many changes takes its tabs alone; single changes share them.
-        lock_written_tabs(self, exclusive=not single)
+        lock_written_tabs(self, connection_ids, exclusive=not single)
         ids = sorted(
             {
                 change.record_id
@@ -1450,7 +1460,17 @@ class Restore(ChangeSetBase):
         return self.batch.record_type
 
     def lock(self) -> None:
-        super().lock()
+        connection_ids = integration_sides(self.integration)
+        if not connection_ids:
+            # A batch of no integration (an API connection's own id): the connections it wrote.
+            connection_ids = set(
+                BatchChange.objects.for_tenant(self.tenant)
+                .filter(batch=self.batch)
+                .order_by()
+                .values_list("connection_id", flat=True)
+                .distinct()
+            )
+        lock_written_tabs(self, connection_ids, exclusive=True)
         self.batch = Batch.objects.for_tenant(self.tenant).select_for_update().get(pk=self.batch.pk)
 
     def _still_added(self):

@@ -10,9 +10,10 @@ records/counts.py), which every change set of the tab writes anyway:
   does not conflict with the row-level increments (`SET linked = linked + ...`) it and other
   single changes make later, so single changes hold it together and never deadlock on it,
   but it does conflict with a bulk change's FOR UPDATE.
-The tabs a change set locks are those whose counts it keeps (its counts.Tracker's): its own,
-and another integration's of the same entity type that shares a connection (it shows rows the
-change set writes). Every change set takes them one at a time in integration order, before
+The tabs a change set locks are those that show ids of the connections it writes (both sides
+of its integration; an API write's own connection): its own, and another integration's of the
+same entity type that shares a connection, whose counts it keeps too (picked as counts.Tracker
+picks them). Every change set takes them one at a time in integration order, before
 any record's lock, so two never deadlock. Another entity type of the same integration is
 another row: its edits go through while a job writes this tab.
 
