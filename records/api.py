@@ -21,7 +21,7 @@ from common.errors import DomainError, InvalidValue, error_body
 from integrations import apikeys, throttling
 
 from . import services
-from .errors import Conflict, VersionMismatch
+from .errors import BulkChangeRunning, Conflict, VersionMismatch
 from .schemas import (
     RECORD_TYPE_DESCRIPTION,
     RECORD_TYPE_REGEX,
@@ -39,6 +39,8 @@ from .schemas import (
 
 REALM = "refdesk"
 MAX_LIMIT = 1000
+# Seconds a client waits before retrying a write that a bulk change refused (409).
+BULK_CHANGE_RETRY_AFTER = "5"
 
 API_DESCRIPTION = """
 Records of one tenant, for remote systems that integrate through an **API connection**.
@@ -49,9 +51,11 @@ key (`python manage.py api_key <connectionId>` rotates and prints one).
 **Errors** all have one shape: `{"detail", "code", "errors": [{"field", "message", "code"}],
 "heldBy"}`. 400 a body that is not JSON, 401 bad or missing credentials, 403 writing what this
 connection may not write (custom data scoped to another connection), 404 unknown record (or
-another tenant's), 409 a remoteId another record holds (`heldBy.localId` names it), 422
-invalid input with field errors, 429 too many failed authentications for this connectionId or
-from this address (wait `Retry-After` seconds).
+another tenant's), 409 a remoteId another record holds (`heldBy.localId` names it), or with
+`code: bulk_change_running` a bulk change (a delete-all, an import...) of these records is being
+written: nothing was written, try again after `Retry-After` seconds; 422 invalid input with
+field errors, 429 too many failed authentications for this connectionId or from this address
+(wait `Retry-After` seconds).
 
 **Read-only fields** in request bodies (`localId`, `remoteIdMap`, `remoteRefMap`,
 `lastModified`, ...) are ignored, never applied: a connection sets only its own `remoteId`.
@@ -123,6 +127,8 @@ def domain_error(request, exc: DomainError):
     )
     if isinstance(exc, VersionMismatch):
         response["ETag"] = etag(exc.current_version)
+    if isinstance(exc, BulkChangeRunning):
+        response["Retry-After"] = BULK_CHANGE_RETRY_AFTER
     return response
 
 

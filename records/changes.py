@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -37,7 +37,7 @@ from common.errors import DomainError, InvalidValue
 from common.sets import CHUNK, chunks, where_in
 from integrations.models import Connection, Integration
 
-from . import counts
+from . import counts, locks
 from .audit import Actor, audit_entry, mark_changed, source_connection_id, write_audit
 from .errors import Conflict, StaleEdit
 from .models import (
@@ -176,9 +176,8 @@ class ChangeSetBase:
     and `kind` (the Batch kind it becomes), and how to lock, plan and write it."""
 
     def lock(self) -> None:
-        """Serialise with other writers of this integration (see `lock_integration`)."""
-        if self.integration is not None:
-            lock_integration(self.integration, exclusive=True)
+        """Serialise with every other writer of the tabs it writes (see `lock_written_tabs`)."""
+        lock_written_tabs(self, integration_sides(self.integration), exclusive=True)
 
     def plan(self) -> Plan:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -196,23 +195,39 @@ class ChangeSetBase:
         return {}
 
 
-def lock_integration(integration, *, exclusive: bool) -> None:
-    """Serialise bulk changes with every other change of an integration's references.
+def lock_written_tabs(change_set, connection_ids, *, exclusive: bool) -> None:
+    """Serialise bulk changes with every other change of the References tabs they write.
 
     Delete-all copies rows into its batch, then deletes them: an add, edit or delete landing
-    in between would be lost or recorded wrongly. Bulk change sets take the integration row
-    exclusively; single changes share it, so they never wait for each other. SQLite runs one
-    writer at a time anyway.
+    in between would be lost or recorded wrongly. The lock is per tab (integration and entity
+    type), not per integration, so a job writing one tab never stops the others: bulk change
+    sets take their tabs exclusively, single changes share them (records/locks.py). The tabs
+    are those whose counts a change set writing ids of `connection_ids` keeps (the same
+    integrations its counts.Tracker counts): every tab that shows such an id, including
+    another integration's that shares a connection.
+
+    Both also share the integration row, so saving the integration's settings waits for them.
+    In a request, a lock held by a bulk change is given up after `locks.LOCK_TIMEOUT`; `apply`
+    turns that into BulkChangeRunning. SQLite runs one writer at a time anyway.
     """
     if db_connection.vendor != "postgresql":
         return
-    mode = "UPDATE" if exclusive else "SHARE"
-    table = db_connection.ops.quote_name(Integration._meta.db_table)
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {table} WHERE id = %s FOR {mode}",  # noqa: S608
-            [integration.pk],
-        )
+    locks.limit_lock_waits()
+    if change_set.integration is not None:
+        table = db_connection.ops.quote_name(Integration._meta.db_table)
+        with db_connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {table} WHERE id = %s FOR SHARE",  # noqa: S608
+                [change_set.integration.pk],
+            )
+    tenant, record_type = change_set.tenant, change_set.record_type
+    tabs = counts.Tracker.for_connections(tenant, record_type, connection_ids).integrations
+    locks.lock_tabs(tenant, record_type, tabs, exclusive=exclusive)
+
+
+def integration_sides(integration) -> set[int]:
+    """The connections whose ids a change set of `integration` writes: its source and target."""
+    return set() if integration is None else {integration.source_id, integration.target_id}
 
 
 # --- plan and apply: the two entry points ------------------------------------------------------
@@ -249,6 +264,13 @@ def apply(change_set, *, progress: ProgressCallback | None = None) -> Applied:
         raise Conflict(
             "Another change to these references happened at the same time; nothing was "
             "written. Check again and retry."
+        ) from error
+    except OperationalError as error:
+        if not locks.is_lock_timeout(error):
+            raise
+        # A person waited LOCK_TIMEOUT for a lock a bulk change holds: say which one.
+        raise locks.bulk_change_running(
+            change_set.tenant, change_set.record_type, change_set.integration
         ) from error
 
 
@@ -304,9 +326,11 @@ class ChangeSet(ChangeSetBase):
 
     def lock(self) -> None:
         single = len(self.changes) == 1
-        if self.integration is not None:
-            # A set of many changes takes the integration alone; single changes share it.
-            lock_integration(self.integration, exclusive=not single)
+        connection_ids = integration_sides(self.integration) | {
+            change.connection_id for change in self.changes if change.connection_id
+        }
+        # A set of many changes takes its tabs alone; single changes share them.
+        lock_written_tabs(self, connection_ids, exclusive=not single)
         ids = sorted(
             {
                 change.record_id
@@ -1442,7 +1466,17 @@ class Restore(ChangeSetBase):
         return self.batch.record_type
 
     def lock(self) -> None:
-        super().lock()
+        connection_ids = integration_sides(self.integration)
+        if not connection_ids:
+            # A batch of no integration (an API connection's own id): the connections it wrote.
+            connection_ids = set(
+                BatchChange.objects.for_tenant(self.tenant)
+                .filter(batch=self.batch)
+                .order_by()
+                .values_list("connection_id", flat=True)
+                .distinct()
+            )
+        lock_written_tabs(self, connection_ids, exclusive=True)
         self.batch = Batch.objects.for_tenant(self.tenant).select_for_update().get(pk=self.batch.pk)
 
     def _still_added(self):

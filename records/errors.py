@@ -39,3 +39,31 @@ class VersionMismatch(DomainError):
     def __init__(self, message: str, *, current_version: int):
         super().__init__(message, code="version_mismatch")
         self.current_version = current_version
+
+
+class BulkChangeRunning(DomainError):
+    """A bulk change (a delete-all, an import, a restore...) is writing the references this
+    change needed, and a person should not wait for it: nothing was written. `job` is that
+    change's background job when there is one, to link to its progress."""
+
+    status = 409
+
+    def __init__(self, record_type: str, job=None):
+        if job is None:
+            message = (
+                f"A bulk change of {record_type} references is being written right now. "
+                "Nothing was saved; try again in a moment."
+            )
+        else:
+            who = job.actor.partition("/")[2] or job.actor
+            doing = (
+                f"is running ({job.percent}%)"
+                if job.state == job.State.RUNNING
+                else "is about to run"
+            )
+            message = (
+                f"{job.description} by {who} {doing}. Nothing was saved; try again when it "
+                "has finished."
+            )
+        super().__init__(message, code="bulk_change_running")
+        self.job = job

@@ -6,8 +6,9 @@
 A job kind is a function `(job, progress) -> (batch, counts)` that applies one change set
 through records.changes; register it with `@job_kind("name")`. The apply and the job's "done"
 are one transaction: a job that fails, or whose worker is killed, writes nothing. Two bulk jobs
-on one integration never write at once: the engine's integration lock makes the second wait,
-shown as queued.
+on one tab (integration and entity type) never write at once: the engine's tab lock
+(records/locks.py) makes the second wait, shown as queued. Jobs on other tabs run beside it,
+and so do people's edits there.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from django_tasks import task
 
 from common.errors import DomainError
 
-from . import changes
+from . import changes, locks
 from .audit import Actor
 from .models import Batch, Job
 
@@ -107,7 +108,9 @@ def execute(job_id: int) -> str:
             # SQLite runs one writer at a time: nothing to wait for, and nothing can be
             # written beside the transaction, so say "running" before it starts.
             progress.running()
-        with transaction.atomic():
+        # A job waits for the locks of the tabs it writes as long as it takes (queued
+        # meanwhile), where a person's request gives up after a few seconds.
+        with locks.background(), transaction.atomic():
             batch, counts = JOB_KINDS[job.kind](job, progress)
             # In the same transaction as the writes: done exactly when they are committed.
             Job.objects.filter(pk=job.pk).update(

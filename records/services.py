@@ -21,7 +21,7 @@ from common.errors import DomainError, InvalidValue, NotAllowed
 from common.prepared import PreparedQuery
 from integrations.models import Connection, Tenant
 
-from . import changes
+from . import changes, locks
 from .audit import Actor, mark_changed, source_connection_id, touch_record, write_audit
 from .errors import Conflict, StaleEdit, VersionMismatch
 from .models import AuditEntry, Batch, CustomData, Record, RemoteId
@@ -190,7 +190,6 @@ def _cleaned_for_writer(record, entries, writer) -> list[CustomDataInput]:
     return cleaned
 
 
-@transaction.atomic
 def set_custom_data(
     record: Record,
     entries: Iterable[CustomDataInput],
@@ -202,14 +201,16 @@ def set_custom_data(
     """Upsert entries: update where the key exists, else create. All or nothing.
 
     With `version` (the record's version the form was opened on) a stale edit is refused,
-    like every edit (records.changes.claim_version).
+    like every edit (records.changes.claim_version). A record a bulk change is writing is
+    BulkChangeRunning after a few seconds, not a wait for the whole job.
     """
-    cleaned = _cleaned_for_writer(record, entries, writer)
-    if version is not None:
-        changes.claim_version(record, version)
-    saved, changed = _upsert_custom_data(record, cleaned, actor)
-    if changed:
-        touch_record(record, actor)
+    with locks.person_waiting(record.tenant, record.record_type):
+        cleaned = _cleaned_for_writer(record, entries, writer)
+        if version is not None:
+            changes.claim_version(record, version)
+        saved, changed = _upsert_custom_data(record, cleaned, actor)
+        if changed:
+            touch_record(record, actor)
     return saved
 
 
@@ -498,7 +499,7 @@ def create_record_with_remote_id(
     entries = parse_custom_data_entries(tenant, custom_data or {})
     _check_custom_data_writer(entries, connection)
     refuse_taken_remote_id(tenant, connection, record_type, remote_id)
-    with transaction.atomic():
+    with locks.person_waiting(tenant, record_type):
         record = create_record(tenant, record_type, actor, data=data, source_code=source_code)
         after = {"data": data}
         if record.source_code:
@@ -528,7 +529,6 @@ def create_record_with_remote_id(
     return Record.objects.for_tenant(tenant).get(pk=record.pk)
 
 
-@transaction.atomic
 def update_record(
     record: Record,
     connection,
@@ -548,7 +548,8 @@ def update_record(
     Entries scoped to other connections are kept and returned, so the caller can say so.
     One version bump for the whole write, and none when nothing changed (an unchanged PUT is
     not an edit). With `if_version` (the API's If-Match) the write happens only if the record
-    is still at that version, so a client never overwrites a change it has not seen.
+    is still at that version, so a client never overwrites a change it has not seen. A record
+    a bulk change is writing is BulkChangeRunning after a few seconds, not a wait for the job.
     """
     data = clean_record_data(data)
     remote_id, remote_ref = clean_own_remote_id(remote_id, remote_ref)
@@ -556,40 +557,43 @@ def update_record(
         source_code = clean_source_code(source_code)
     entries = parse_custom_data_entries(record.tenant, custom_data)
     _check_custom_data_writer(entries, connection)
-    # One writer at a time per record: concurrent PUTs apply one after the other.
-    try:
-        record = changes.claim_version(record, if_version)
-    except StaleEdit as stale:
-        raise VersionMismatch(
-            f"The record changed since you read it: it is at version {stale.current_version}, "
-            f"If-Match said {if_version}. Nothing was written; GET it again and reapply "
-            "your change.",
-            current_version=stale.current_version,
-        ) from None
-    changed = False
-    if record.data != data:
-        before = record.data
-        record.data = data
-        record.save(update_fields=["data"])
-        write_audit(
-            record.tenant,
-            actor,
-            AuditEntry.Action.RECORD_UPDATE,
-            record=record,
-            connection=connection,
-            before={"data": before},
-            after={"data": data},
-            summary=f"Replaced the data of {record.record_type} {record.local_id}",
+    with locks.person_waiting(record.tenant, record.record_type):
+        # One writer at a time per record: concurrent PUTs apply one after the other.
+        try:
+            record = changes.claim_version(record, if_version)
+        except StaleEdit as stale:
+            raise VersionMismatch(
+                f"The record changed since you read it: it is at version {stale.current_version}, "
+                f"If-Match said {if_version}. Nothing was written; GET it again and reapply "
+                "your change.",
+                current_version=stale.current_version,
+            ) from None
+        changed = False
+        if record.data != data:
+            before = record.data
+            record.data = data
+            record.save(update_fields=["data"])
+            write_audit(
+                record.tenant,
+                actor,
+                AuditEntry.Action.RECORD_UPDATE,
+                record=record,
+                connection=connection,
+                before={"data": before},
+                after={"data": data},
+                summary=f"Replaced the data of {record.record_type} {record.local_id}",
+            )
+            changed = True
+        if source_code is not UNCHANGED and source_code != record.source_code:
+            _set_source_code(record, source_code, connection, actor)
+            changed = True
+        kept, custom_changed = _replace_custom_data(record, entries, actor, connection)
+        # The engine marks the record changed when it writes the id; otherwise we do it here.
+        applied = changes.apply(
+            _own_id_change_set(record, connection, remote_id, remote_ref, actor)
         )
-        changed = True
-    if source_code is not UNCHANGED and source_code != record.source_code:
-        _set_source_code(record, source_code, connection, actor)
-        changed = True
-    kept, custom_changed = _replace_custom_data(record, entries, actor, connection)
-    # The engine marks the record changed when it writes the id; otherwise we do it here.
-    applied = changes.apply(_own_id_change_set(record, connection, remote_id, remote_ref, actor))
-    if (changed or custom_changed) and applied.batch is None:
-        mark_changed(record.tenant, [record.pk], actor)
+        if (changed or custom_changed) and applied.batch is None:
+            mark_changed(record.tenant, [record.pk], actor)
     return kept
 
 

@@ -4,7 +4,7 @@ characters, conflicts) are in references.services, whose errors the views attach
 from django import forms
 
 from common.errors import DomainError
-from records.errors import Conflict
+from records.errors import BulkChangeRunning, Conflict
 from references.services import ReferenceInput
 
 
@@ -18,6 +18,7 @@ class ReferenceForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.holders = {}  # field -> Record holding the id (for "open it" links)
         self.stale = None
+        self.running_job = None  # the bulk change's job that refused it (a progress link)
 
     def reference_input(self) -> ReferenceInput:
         data = self.cleaned_data
@@ -48,6 +49,8 @@ class ReferenceForm(forms.Form):
         field = error.field if error.field in self.fields else None
         if isinstance(error, Conflict) and error.holder is not None:
             self.holders[field or "form"] = error.holder
+        if isinstance(error, BulkChangeRunning):
+            self.running_job = error.job
         self.add_error(field, error.message)
 
 

@@ -15,6 +15,7 @@ from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views import View
@@ -22,6 +23,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from common.entities import slug_of
 from common.errors import DomainError
+from records.errors import BulkChangeRunning
 from records.models import Batch
 
 from . import health, services
@@ -62,6 +64,16 @@ def undo_form(request, batch: Batch, label: str = "Undo", *, next_url="", in_tab
     return mark_safe(render_to_string("references/partials/undo_form.html", context).strip())
 
 
+def refusal_message(request, error: DomainError) -> str:
+    """A refused change as a toast: its message, with a link to the progress of the bulk
+    change that refused it, if any."""
+    job = error.job if isinstance(error, BulkChangeRunning) else None
+    if job is None:
+        return error.message
+    url = reverse("records:job", args=[request.tenant.slug, job.pk])
+    return format_html('{} <a href="{}">See its progress</a>', error.message, url)
+
+
 class DeleteAllView(ReferencesPageMixin, View):
     admin_required = True
 
@@ -97,7 +109,11 @@ class DeleteAllView(ReferencesPageMixin, View):
                 "You can leave this page; the Restore button appears here when it is done.",
             )
             return HttpResponseRedirect(self.list_url())
-        batch = services.delete_all_references(self.integration, self.record_type, self.actor)
+        try:
+            batch = services.delete_all_references(self.integration, self.record_type, self.actor)
+        except DomainError as error:
+            messages.error(request, refusal_message(request, error))
+            return HttpResponseRedirect(self.list_url())
         messages.success(
             request, f"Deleted {batch.row_count} {singular(self.record_type)} references."
         )
@@ -143,7 +159,7 @@ class RestoreBatchView(ReferencesPageMixin, View):
         try:
             count = services.restore_batch(batch, self.actor)
         except DomainError as error:
-            messages.error(request, error.message)
+            messages.error(request, refusal_message(request, error))
         else:
             messages.success(
                 request,

@@ -18,7 +18,7 @@ from records.queries import record_history
 
 from . import services
 from .forms import EditReferenceForm, ReferenceForm
-from .views_restore import undo_form
+from .views_restore import refusal_message, undo_form
 from .views_table import ReferencesPageMixin
 
 HISTORY_LIMIT = 25
@@ -149,7 +149,7 @@ class DeleteReferenceView(ReferencesPageMixin, View):
         try:
             batch = services.delete_reference(self.integration, record, self.actor, version=version)
         except DomainError as error:
-            messages.error(request, error.message)
+            messages.error(request, refusal_message(request, error))
             if not request.htmx:
                 return HttpResponseRedirect(self.list_url())
             return self.render_group(

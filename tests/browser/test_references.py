@@ -6,9 +6,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from records.models import RemoteId
+from references import services
 from references.services import count_references
 from tests.factories import PASSWORD, make_reference
-from tests.workers import run_worker
+from tests.workers import job_held_open, run_worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -303,6 +304,48 @@ def test_a_big_delete_all_runs_as_a_job_with_progress_then_restores_as_one(
     expect(page.locator(".toast").get_by_text("done (2 new)")).to_be_visible()
     expect(page.locator("tr.unlinked")).to_have_count(1)
     assert count_references(orders.integration, "order") == 2
+
+
+@pytest.mark.postgres  # a job held open beside the live server: a second writer at once
+def test_while_a_job_writes_one_tab_the_others_are_edited_and_its_own_says_why(
+    live_server, page: Page, orders, settings
+):
+    settings.REFDESK_JOB_THRESHOLD = 1  # two references make a "big" change here
+    log_in(page, live_server, "anna", orders_url(orders, "customers"))
+    job = services.start_delete_all_job(orders.integration, "order", orders.actor, 2)
+
+    with job_held_open(job, orders.refs["5001"]):
+        # Another tab of the integration: saved as usual, although the job never ends here.
+        customer = RemoteId.objects.get(connection=orders.shop, remote_id="C-77").record
+        row = page.locator(f"#ref-{customer.local_id}")
+        row.get_by_role("button", name="Edit C-77").click()
+        row.get_by_label("Fortnox id", exact=True).fill("K-78")
+        row.get_by_label("Fortnox id", exact=True).press("Enter")
+        expect(row.get_by_role("button", name="Edit C-77")).to_be_visible()
+        expect(row).to_contain_text("K-78")
+
+        # The job's own tab: refused within seconds, saying which change and where it is.
+        page.get_by_role("tab", name=re.compile("^Orders")).click()
+        row = group(page, orders, "5002")
+        row.get_by_role("button", name="Edit 5002").click()
+        row.get_by_label("Fortnox id", exact=True).fill("INV-99")
+        row.get_by_label("Fortnox id", exact=True).press("Enter")
+        message = row.get_by_role("alert")
+        # The lock wait gives up after 4 s; a little more for the page on a busy machine.
+        expect(message).to_contain_text(
+            re.compile(
+                r"Delete all 2 order references of Shopify → Fortnox by anna is running "
+                r"\(\d+%\)\. Nothing was saved; try again when it has finished\."
+            ),
+            timeout=8_000,
+        )
+        expect(message.get_by_role("link", name="See its progress")).to_have_attribute(
+            "href", f"/t/acme/jobs/{job.pk}/"
+        )
+        expect(row.get_by_label("Fortnox id", exact=True)).to_have_value("INV-99")
+        assert target_of(orders, "5002") == "INV-2"
+
+    assert services.count_references(orders.integration, "order") == 0
 
 
 def test_at_800_px_every_action_is_within_reach(live_server, page: Page, orders):
