@@ -110,9 +110,9 @@ def tab(world):
 
 @pytest.fixture
 def prove_on_every_page(monkeypatch):
-    # The proof that the record index holds exactly the tab runs from this offset on (at a
-    # million it costs more than a shallow page's own ids); here it must run on every page.
-    monkeypatch.setattr(selectors, "PROVE_FROM_OFFSET", 0)
+    # The proof that the record index holds exactly the tab runs from a share of the tab on
+    # (at a million it costs more than a shallow page's own ids); here on every page.
+    monkeypatch.setattr(selectors, "PROOF_PAYS_FROM", 10**9)
 
 
 # --- common.paging with the tab's locate, page size 7 (16 pages, the last one short) ---------
