@@ -182,7 +182,7 @@ def with_positions(page: Page, keyset: Keyset) -> Page:
 # 350,000 orders, the References query ran its two target subqueries 175,000 times each and
 # sorted the wide rows (2.4 s). Two cheaper ways to the same rows:
 # - `locate`: the list knows an index holding exactly its rows in the page's order; an OFFSET
-#   over that index alone reads index entries only (20-30 ms for 175,000) and gives the
+#   over that index alone reads index entries only (20-60 ms for 175,000) and gives the
 #   position of the row before the page, from which the page is fetched by keyset, as "Next"
 #   fetches it;
 # - otherwise the OFFSET runs over the rows' ids only (no subqueries, narrow rows to sort),

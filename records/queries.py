@@ -57,7 +57,7 @@ RECORDS_KEYSET = modified_keyset("records", True, record="")
 def record_at(records, offset: int, *, descending: bool) -> Located:
     """The (last_modified, local_id) of the record at `offset` in that order: where a numbered
     page starts (common.paging.numbered_page). `records` is one tenant's records of one type,
-    so the OFFSET walks record_delta_sync_idx alone, an index-only scan: 20-30 ms for 175,000
+    so the OFFSET walks record_delta_sync_idx alone, an index-only scan: 20-60 ms for 175,000
     records on PostgreSQL, where the Records list's own query would build each skipped
     record's remote ids."""
     sign = "-" if descending else ""
