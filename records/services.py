@@ -570,19 +570,7 @@ def update_record(
             ) from None
         changed = False
         if record.data != data:
-            before = record.data
-            record.data = data
-            record.save(update_fields=["data"])
-            write_audit(
-                record.tenant,
-                actor,
-                AuditEntry.Action.RECORD_UPDATE,
-                record=record,
-                connection=connection,
-                before={"data": before},
-                after={"data": data},
-                summary=f"Replaced the data of {record.record_type} {record.local_id}",
-            )
+            _save_field(record, "data", data, connection, actor, "Replaced the data")
             changed = True
         if source_code is not UNCHANGED and source_code != record.source_code:
             _set_source_code(record, source_code, connection, actor)
@@ -605,18 +593,23 @@ def _set_source_code(record: Record, code: str, connection, actor: Actor) -> Non
             f"{record.record_type} was created by {record.source.label}.",
             field="record_source.code",
         )
-    before = record.source_code
-    record.source_code = code
-    record.save(update_fields=["source_code"])
+    _save_field(record, "source_code", code, connection, actor, "Set the source code")
+
+
+def _save_field(record: Record, field: str, value, connection, actor: Actor, what: str) -> None:
+    """Set one field of the record, save it and audit before and after ("<what> of order x")."""
+    before = getattr(record, field)
+    setattr(record, field, value)
+    record.save(update_fields=[field])
     write_audit(
         record.tenant,
         actor,
         AuditEntry.Action.RECORD_UPDATE,
         record=record,
         connection=connection,
-        before={"source_code": before},
-        after={"source_code": code},
-        summary=f"Set the source code of {record.record_type} {record.local_id}",
+        before={field: before},
+        after={field: value},
+        summary=f"{what} of {record.record_type} {record.local_id}",
     )
 
 
