@@ -23,6 +23,7 @@ from integrations.models import Connection, Tenant
 
 from . import changes, locks
 from .audit import Actor, mark_changed, source_connection_id, touch_record, write_audit
+from .changes import messages
 from .errors import Conflict, StaleEdit, VersionMismatch
 from .models import AuditEntry, Batch, CustomData, Record, RemoteId
 from .queries import custom_data_rows, remote_id_rows
@@ -37,6 +38,7 @@ from .validation import (
     clean_source_code,
     parse_custom_value,
 )
+from .versioning import claim_version
 
 # update_record's source_code when the request does not set it: the code stays as it is.
 UNCHANGED = object()
@@ -201,13 +203,13 @@ def set_custom_data(
     """Upsert entries: update where the key exists, else create. All or nothing.
 
     With `version` (the record's version the form was opened on) a stale edit is refused,
-    like every edit (records.changes.claim_version). A record a bulk change is writing is
+    like every edit (records.versioning.claim_version). A record a bulk change is writing is
     BulkChangeRunning after a few seconds, not a wait for the whole job.
     """
     with locks.person_waiting(record.tenant, record.record_type):
         cleaned = _cleaned_for_writer(record, entries, writer)
         if version is not None:
-            changes.claim_version(record, version)
+            claim_version(record, version)
         saved, changed = _upsert_custom_data(record, cleaned, actor)
         if changed:
             touch_record(record, actor)
@@ -281,11 +283,13 @@ def replace_custom_data(
 
 
 def conflict_for_remote_id(holder: RemoteId, *, field: str, label: str = "Id") -> Conflict:
-    return Conflict(
-        f"{label} {holder.remote_id} already belongs to {holder.record.record_type} "
-        f"{holder.record.local_id} in {holder.connection.name}.",
+    return messages.id_of_another_record(
+        holder.remote_id,
+        holder.record.record_type,
+        holder.record,
+        holder.connection.name,
         field=field,
-        holder=holder.record,
+        label=label,
     )
 
 
@@ -560,7 +564,7 @@ def update_record(
     with locks.person_waiting(record.tenant, record.record_type):
         # One writer at a time per record: concurrent PUTs apply one after the other.
         try:
-            record = changes.claim_version(record, if_version)
+            record = claim_version(record, if_version)
         except StaleEdit as stale:
             raise VersionMismatch(
                 f"The record changed since you read it: it is at version {stale.current_version}, "

@@ -34,6 +34,7 @@ from django.utils import timezone
 from common.counting import Count as DisplayCount
 from common.counting import capped_count
 from common.entities import EntityType
+from common.sets import CHUNK
 from integrations.models import REMOTE_REF
 from records import changes, counts, jobs
 from records.audit import Actor, write_audit
@@ -55,7 +56,7 @@ FINDINGS = {
 }
 
 
-def _chunks(items: list, size: int = changes.CHUNK):
+def _chunks(items: list, size: int = CHUNK):
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -564,7 +565,7 @@ def scan(integration, record_type: str, progress=None) -> list[HealthScan]:
                     )
                     for pair in found
                 ),
-                batch_size=changes.CHUNK,
+                batch_size=CHUNK,
             )
         done.append(kept)
         if progress:

@@ -14,12 +14,7 @@ from django.db.models import Exists, OuterRef
 from common.errors import InvalidValue
 from records import changes, jobs
 from records.audit import Actor
-from records.changes import (  # noqa: F401 (the References page's vocabulary)
-    RestoreConflict,
-    describe_edit,
-    linked_target_rows,
-    reference_snapshot,
-)
+from records.changes import linked_target_rows
 from records.models import AuditEntry, Batch, Job, Record, RemoteId
 from records.validation import clean_remote_id, clean_remote_ref
 

@@ -15,6 +15,7 @@ from common.errors import DomainError
 from records.errors import StaleEdit
 from records.models import AuditEntry
 from records.queries import record_history
+from records.versioning import reference_snapshot
 
 from . import services
 from .forms import EditReferenceForm, ReferenceForm
@@ -178,7 +179,7 @@ class HistoryView(ReferencesPageMixin, View):
         return self.render_history(self.get_record())
 
     def render_history(self, record, *, status=200, error=None):
-        current = services.reference_snapshot(self.integration, record)
+        current = reference_snapshot(self.integration, record)
         # The same trail as the record page: its own entries and the bulk batches (delete
         # all, import) that took or gave one of its ids.
         entries = list(record_history(record)[:HISTORY_LIMIT])
@@ -226,7 +227,7 @@ class RevertView(HistoryView):
     def post(self, request, *args, **kwargs):
         record = self.get_record()
         entry = self.get_object_or_404(AuditEntry, pk=self.kwargs["entry_id"], record=record)
-        current = services.reference_snapshot(self.integration, record)
+        current = reference_snapshot(self.integration, record)
         after = entry.before if request.GET.get("to") == "before" else entry.after
         if not revertable(entry, after, current, self.integration):
             return self.render_history(

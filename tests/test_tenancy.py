@@ -31,9 +31,8 @@ ALLOWED = {
     # The reseller-scoped admin: its querysets are scoped by reseller, not by one tenant.
     "integrations/admin.py": ANY_MODEL,
     "records/admin.py": ANY_MODEL,
-    # The change engine's internals: given an integration or rows already resolved through
-    # for_tenant, they read and write by those ids and keep the counts of every tenant.
-    "records/changes.py": ANY_MODEL,
+    # The counts: given an integration or rows already resolved through for_tenant, they
+    # read and write by those ids and keep the counts of every tenant.
     "records/counts.py": ANY_MODEL,
     # Management commands work across tenants (seed_demo, recount, api_key, import).
     "integrations/management/commands/": ANY_MODEL,

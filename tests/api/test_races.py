@@ -62,15 +62,15 @@ def test_a_race_lost_at_the_unique_constraint_is_the_same_409_as_the_pre_check(
 ):
     """Simulate the other writer committing between our checks and our insert: the pre-check
     and the engine's plan see nothing the first time, the database constraint refuses."""
-    original, calls = changes.ChangeSet._reject_taken, []
+    original, calls = changes.rules.reject_taken, []
 
-    def check_that_sees_nothing_the_first_time(self, *args, **kwargs):
+    def check_that_sees_nothing_the_first_time(*args, **kwargs):
         calls.append(args)
         if len(calls) > 1:
-            original(self, *args, **kwargs)
+            original(*args, **kwargs)
 
     monkeypatch.setattr(services, "refuse_taken_remote_id", lambda *args, **kwargs: None)
-    monkeypatch.setattr(changes.ChangeSet, "_reject_taken", check_that_sees_nothing_the_first_time)
+    monkeypatch.setattr(changes.rules, "reject_taken", check_that_sees_nothing_the_first_time)
     holder = RecordFactory(tenant=world.tenant, record_type="order")
     RemoteIdFactory(record=holder, connection=warehouse, remote_id="WH-1")
 

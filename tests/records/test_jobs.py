@@ -105,7 +105,7 @@ def test_a_failing_job_writes_nothing_and_says_why_where_it_was_started(
         raise RuntimeError("disk full")
 
     # The target ids are already deleted in the job's transaction when this fails.
-    monkeypatch.setattr(changes, "mark_changed", fail_after_the_deletes)
+    monkeypatch.setattr(changes.bulk, "mark_changed", fail_after_the_deletes)
     run_worker()
 
     job = Job.objects.get()
@@ -130,7 +130,7 @@ def test_a_job_stopped_by_the_statement_timeout_says_so_not_connection_lost(
             cursor.execute("SET LOCAL statement_timeout = '50ms'")
             cursor.execute("SELECT pg_sleep(2)")
 
-    monkeypatch.setattr(changes, "mark_changed", a_statement_that_runs_too_long)
+    monkeypatch.setattr(changes.bulk, "mark_changed", a_statement_that_runs_too_long)
     jobs.execute(Job.objects.get().pk)
 
     job = Job.objects.get()
@@ -185,7 +185,7 @@ def test_two_bulk_jobs_on_one_tab_never_run_at_once(world, monkeypatch):
     first = services.start_delete_all_job(world.integration, "order", world.actor, 4)
     second = services.start_delete_all_job(world.integration, "order", world.actor, 4)
     inside_first, release_first = threading.Event(), threading.Event()
-    original = changes.mark_changed
+    original = changes.bulk.mark_changed
 
     def hold_the_first_job(*args, **kwargs):
         if not inside_first.is_set():
@@ -193,7 +193,7 @@ def test_two_bulk_jobs_on_one_tab_never_run_at_once(world, monkeypatch):
             release_first.wait(10)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(changes, "mark_changed", hold_the_first_job)
+    monkeypatch.setattr(changes.bulk, "mark_changed", hold_the_first_job)
 
     def execute(job):
         try:
@@ -226,7 +226,7 @@ def test_progress_is_visible_while_the_job_holds_its_transaction(world, monkeypa
     linked(world, 4)
     job = services.start_delete_all_job(world.integration, "order", world.actor, 4)
     seen = {}
-    original = changes.mark_changed
+    original = changes.bulk.mark_changed
 
     def look_from_outside(*args, **kwargs):
         # Another connection (the web page) reads the job while the writes are uncommitted.
@@ -239,7 +239,7 @@ def test_progress_is_visible_while_the_job_holds_its_transaction(world, monkeypa
         other.close()
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(changes, "mark_changed", look_from_outside)
+    monkeypatch.setattr(changes.bulk, "mark_changed", look_from_outside)
     jobs.execute(job.pk)
 
     assert seen["job"] == ("running", "Marking the records changed", 2)

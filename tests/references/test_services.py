@@ -3,12 +3,12 @@
 import pytest
 
 from common.errors import DomainError, InvalidValue
+from records.changes import RestoreConflict
 from records.errors import Conflict, StaleEdit
 from records.models import AuditEntry, Batch, BatchChange, Record, RemoteId, writing
 from records.services import Actor
 from references.services import (
     ReferenceInput,
-    RestoreConflict,
     add_reference,
     count_references,
     count_unlinked,
