@@ -89,7 +89,7 @@ django.setup()
 from django.contrib.auth import get_user_model
 from integrations.models import *
 from integrations import apikeys
-from records.services import Actor
+from records.audit import Actor
 from references.services import ReferenceInput, add_reference
 from tests.factories import make_reference
 reseller = Reseller.objects.create(name="Load")

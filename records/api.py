@@ -20,7 +20,7 @@ from ninja.security import HttpBasicAuth
 from common.errors import DomainError, InvalidValue, error_body
 from integrations import apikeys, throttling
 
-from . import services
+from . import queries, services, wire
 from .errors import BulkChangeRunning, Conflict, VersionMismatch
 from .schemas import (
     RECORD_TYPE_DESCRIPTION,
@@ -226,7 +226,7 @@ LocalId = Path(..., description="The record's localId (32 lowercase hex).")
 
 
 def _get_record(request, record_type: str, local_id: str):
-    record = services.record_by_local_id.first(
+    record = queries.record_by_local_id.first(
         tenant_id=request.auth.tenant_id, record_type=record_type, local_id=local_id
     )
     if record is None:
@@ -249,8 +249,8 @@ def get_by_remote_id(
     record_type: str = RecordType,
     remoteId: str = Query(..., description="This connection's id (case-sensitive)."),
 ):
-    remote_id = services.remote_id_lookup_value(remoteId)
-    record = services.record_by_remote_id.first(
+    remote_id = wire.remote_id_lookup_value(remoteId)
+    record = queries.record_by_remote_id.first(
         tenant_id=request.auth.tenant_id,
         connection_id=request.auth.pk,
         record_type=record_type,

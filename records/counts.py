@@ -35,6 +35,7 @@ from common.sets import where_in
 from integrations.models import EntityType, Integration
 
 from .models import DELIBERATE_REMOVALS, Batch, BatchChange, ReferenceCount, RemoteId, writing
+from .queries import target_row
 
 LINKED, UNLINKED, LOST = "linked", "unlinked", "lost"
 STATES = (LINKED, UNLINKED, LOST)
@@ -59,11 +60,7 @@ def is_lost(integration):
 
 
 def _has_target(integration):
-    return Exists(
-        RemoteId.objects.for_tenant(integration.tenant).filter(
-            connection=integration.target, record_id=OuterRef("record_id")
-        )
-    )
+    return Exists(target_row(integration))
 
 
 @dataclass(frozen=True)
@@ -178,14 +175,6 @@ def _preloaded(record_type: str) -> str:
 
 def counts_of(integration, record_type: str) -> Counts:
     return kept_counts(integration)[record_type]
-
-
-def counts_of_tenant(tenant) -> dict[tuple[int, str], Counts]:
-    """Every integration's counts of a tenant, by (integration id, record type): one query."""
-    return {
-        (row.integration_id, row.record_type): Counts(row.linked, row.unlinked, row.lost)
-        for row in ReferenceCount.objects.for_tenant(tenant)
-    }
 
 
 # --- writing ---------------------------------------------------------------------------------

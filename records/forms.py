@@ -6,9 +6,9 @@ from django import forms
 from common.errors import DomainError
 from integrations.models import Connection
 
+from .custom_data import CustomDataInput, require_self_made_module, set_custom_data
 from .errors import StaleEdit
 from .models import CustomData
-from .services import CustomDataInput, require_self_made_module, set_custom_data
 from .validation import (
     SELF_MADE_MODULE_PREFIX,
     clean_custom_key,
@@ -21,7 +21,8 @@ TYPE_CHOICES = CustomData.Type.choices
 
 
 def owned_by_connector(module_id: str) -> bool:
-    """A module whose id does not start with x- belongs to a connector (DESIGN.md)."""
+    """A module whose id does not start with x- belongs to a connector (the module ids
+    people may use themselves start with x-)."""
     return not module_id.startswith(SELF_MADE_MODULE_PREFIX)
 
 
@@ -167,8 +168,8 @@ class CustomDataEditForm(CustomDataForm):
     """Change the type and value of one entry; its key (connection, module, key) stays.
 
     It carries the record's version it was opened on: if anyone changed the record since, the
-    save is refused with who and when, and the current value is shown (DESIGN.md: edits are
-    optimistic; the same check as a reference edit and the API's If-Match).
+    save is refused with who and when, and the current value is shown (edits are optimistic:
+    the same check as a reference edit and the API's If-Match, records/versioning.py).
     """
 
     version = forms.IntegerField(widget=forms.HiddenInput, required=False)

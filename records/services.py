@@ -1,44 +1,43 @@
-"""Rules for records, their remote ids, custom data and the audit trail.
+"""Writes of records and of a connection's own remote id, as the API and the pages ask.
 
-HTML views and the JSON API both call these functions, so every rule lives here once.
-Reference-level rules (one integration's source/target pair) are in references/services.py.
+HTML views and the JSON API both call these functions, so every rule lives here once. Custom
+data is in custom_data.py, the API's values in wire.py, reads in queries.py, and every change
+of a remote id goes through the engine (records.changes). Reference-level rules (one
+integration's source/target pair) are in references/services.py.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC as datetime_utc
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 
-from common.errors import DomainError, InvalidValue, NotAllowed
-from common.prepared import PreparedQuery
-from integrations.models import Connection, Tenant
+from common.errors import InvalidValue, NotAllowed
 
 from . import changes, locks
-from .audit import Actor, mark_changed, source_connection_id, touch_record, write_audit
+from .audit import Actor, mark_changed, source_connection_id, write_audit
 from .changes import messages
+from .custom_data import (
+    check_connection_may_write,
+    replace_cleaned,
+    set_custom_data,
+    upsert_cleaned,
+)
 from .errors import Conflict, StaleEdit, VersionMismatch
 from .models import AuditEntry, Batch, CustomData, Record, RemoteId
-from .queries import custom_data_rows, remote_id_rows
+from .queries import (
+    records_with_ids_and_custom_data,
+)
 from .validation import (
-    SELF_MADE_MODULE_PREFIX,
-    check_storable_json,
-    clean_custom_key,
-    clean_module_id,
     clean_record_type,
-    clean_remote_id,
-    clean_remote_ref,
     clean_source_code,
-    parse_custom_value,
 )
 from .versioning import claim_version
+from .wire import clean_own_remote_id, clean_record_data, parse_custom_data_entries
 
 # update_record's source_code when the request does not set it: the code stays as it is.
 UNCHANGED = object()
@@ -72,216 +71,6 @@ def remote_id_holder(tenant, connection, record_type: str, remote_id: str) -> Re
 # --- custom data ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CustomDataInput:
-    """One entry to write. `connection` None means not connection-scoped."""
-
-    module_id: str
-    key: str
-    type: str
-    value: object
-    connection: Connection | None = None
-    # True once clean_custom_data_input has run: cleaning twice would parse a json value
-    # twice (the JSON string "\"a\"" is the value "a", and "a" itself is not JSON).
-    cleaned: bool = False
-
-    @property
-    def full_key(self) -> str:
-        prefix = self.connection.connection_id if self.connection else ""
-        return f"{prefix}|{self.module_id}|{self.key}"
-
-
-def clean_custom_data_input(entry: CustomDataInput, tenant) -> CustomDataInput:
-    """Validate an entry and return it with trimmed names and the parsed value."""
-    if entry.connection is not None and entry.connection.tenant_id != tenant.pk:
-        raise InvalidValue("Unknown connection.", field="connection")
-    if entry.cleaned:
-        return entry
-    return CustomDataInput(
-        module_id=clean_module_id(entry.module_id),
-        key=clean_custom_key(entry.key),
-        type=entry.type,
-        value=parse_custom_value(entry.type, entry.value),
-        connection=entry.connection,
-        cleaned=True,
-    )
-
-
-def _check_writer(entry: CustomDataInput, writer: Connection | None) -> None:
-    """An API connection writes only its own or unscoped custom data."""
-    if writer is not None and entry.connection is not None and entry.connection.pk != writer.pk:
-        raise NotAllowed(
-            f"Connection {writer.connection_id} may not write custom data scoped to "
-            f"connection {entry.connection.connection_id}.",
-            field="connection",
-        )
-
-
-def module_exists(tenant, module_id: str) -> bool:
-    return CustomData.objects.for_tenant(tenant).filter(module_id=module_id).exists()
-
-
-def require_self_made_module(tenant, module_id: str) -> None:
-    """People may add entries to a new module only if it is self-made (starts with `x-`)."""
-    if not module_id.startswith(SELF_MADE_MODULE_PREFIX) and not module_exists(tenant, module_id):
-        raise InvalidValue(
-            f"New modules you make must start with {SELF_MADE_MODULE_PREFIX} "
-            f"(e.g. {SELF_MADE_MODULE_PREFIX}{module_id}).",
-            field="module_id",
-        )
-
-
-def _custom_data_lookup(record: Record, entry: CustomDataInput):
-    return CustomData.objects.for_tenant(record.tenant).filter(
-        record=record, connection=entry.connection, module_id=entry.module_id, key=entry.key
-    )
-
-
-def _custom_data_snapshot(item: CustomData | CustomDataInput | None) -> dict | None:
-    if item is None:
-        return None
-    return {"key": item.full_key, "type": item.type, "value": item.value}
-
-
-def _upsert_custom_data(record: Record, cleaned: list[CustomDataInput], actor: Actor):
-    """Update where the key exists, else create; audit each change. Returns (saved, changed)."""
-    saved = []
-    changed = False
-    for entry in cleaned:
-        existing = _custom_data_lookup(record, entry).select_for_update().first()
-        if existing is not None and (existing.type, existing.value) == (entry.type, entry.value):
-            saved.append(existing)
-            continue
-        changed = True
-        before = _custom_data_snapshot(existing)
-        if existing is None:
-            try:
-                with transaction.atomic():
-                    existing = CustomData.objects.create(
-                        tenant=record.tenant,
-                        record=record,
-                        connection=entry.connection,
-                        module_id=entry.module_id,
-                        key=entry.key,
-                        type=entry.type,
-                        value=entry.value,
-                    )
-            except IntegrityError:
-                # Someone created the same key a moment ago: update theirs instead.
-                existing = _custom_data_lookup(record, entry).select_for_update().get()
-        existing.type, existing.value = entry.type, entry.value
-        existing.save(update_fields=["type", "value"])
-        write_audit(
-            record.tenant,
-            actor,
-            AuditEntry.Action.CUSTOM_DATA_SET,
-            record=record,
-            connection=entry.connection,
-            before=before,
-            after=_custom_data_snapshot(existing),
-            summary=f"Set {existing.full_key}",
-        )
-        saved.append(existing)
-    return saved, changed
-
-
-def _cleaned_for_writer(record, entries, writer) -> list[CustomDataInput]:
-    cleaned = [clean_custom_data_input(entry, record.tenant) for entry in entries]
-    for entry in cleaned:
-        _check_writer(entry, writer)
-    return cleaned
-
-
-def set_custom_data(
-    record: Record,
-    entries: Iterable[CustomDataInput],
-    actor: Actor,
-    *,
-    writer: Connection | None = None,
-    version: int | None = None,
-) -> list[CustomData]:
-    """Upsert entries: update where the key exists, else create. All or nothing.
-
-    With `version` (the record's version the form was opened on) a stale edit is refused,
-    like every edit (records.versioning.claim_version). A record a bulk change is writing is
-    BulkChangeRunning after a few seconds, not a wait for the whole job.
-    """
-    with locks.person_waiting(record.tenant, record.record_type):
-        cleaned = _cleaned_for_writer(record, entries, writer)
-        if version is not None:
-            claim_version(record, version)
-        saved, changed = _upsert_custom_data(record, cleaned, actor)
-        if changed:
-            touch_record(record, actor)
-    return saved
-
-
-def _delete_custom_data_item(item: CustomData, actor: Actor, writer: Connection | None) -> None:
-    if writer is not None and item.connection_id not in (None, writer.pk):
-        raise NotAllowed("This connection may not delete another connection's custom data.")
-    before = _custom_data_snapshot(item)
-    record = item.record
-    item.delete()
-    write_audit(
-        record.tenant,
-        actor,
-        AuditEntry.Action.CUSTOM_DATA_DELETE,
-        record=record,
-        connection=item.connection,
-        before=before,
-        summary=f"Deleted {before['key']}",
-    )
-
-
-@transaction.atomic
-def delete_custom_data(item: CustomData, actor: Actor, *, writer: Connection | None = None):
-    _delete_custom_data_item(item, actor, writer)
-    touch_record(item.record, actor)
-
-
-def _replace_custom_data(record: Record, cleaned: list[CustomDataInput], actor, writer):
-    """Make the writable custom data exactly `cleaned`. Returns (kept, changed): the entries
-    kept because `writer` may not write them, and whether anything changed."""
-    current = list(
-        CustomData.objects.for_tenant(record.tenant)
-        .filter(record=record)
-        .select_related("connection")
-    )
-    wanted = {entry.full_key for entry in cleaned}
-    kept = []
-    changed = False
-    for item in current:
-        writable = writer is None or item.connection_id in (None, writer.pk)
-        if not writable:
-            kept.append(item)
-        elif item.full_key not in wanted:
-            _delete_custom_data_item(item, actor, writer)
-            changed = True
-    _, upserted = _upsert_custom_data(record, cleaned, actor)
-    return kept, changed or upserted
-
-
-@transaction.atomic
-def replace_custom_data(
-    record: Record,
-    entries: Iterable[CustomDataInput],
-    actor: Actor,
-    *,
-    writer: Connection | None = None,
-) -> list[CustomData]:
-    """Make the writable custom data exactly `entries`; return entries kept because not writable.
-
-    A connection may replace its own connection-scoped and the unscoped entries; entries scoped
-    to other connections are never touched by it (they are returned so callers can say so).
-    """
-    kept, changed = _replace_custom_data(
-        record, _cleaned_for_writer(record, entries, writer), actor, writer
-    )
-    if changed:
-        touch_record(record, actor)
-    return kept
-
-
 def conflict_for_remote_id(holder: RemoteId, *, field: str, label: str = "Id") -> Conflict:
     return messages.id_of_another_record(
         holder.remote_id,
@@ -297,69 +86,6 @@ def conflict_for_remote_id(holder: RemoteId, *, field: str, label: str = "Id") -
 #
 # The JSON API (records/api.py) calls these; a connection acts on its own tenant, may read
 # everything there, and writes only its own remote id and its own or unscoped custom data.
-
-
-def records_with_ids_and_custom_data(tenant):
-    """Records of a tenant with what the API shows, in one query: the remote ids and custom
-    data as JSON arrays (records.queries `remote_id_rows`, `custom_data_rows`), and the
-    connection that created each record (for recordSource) joined."""
-    return (
-        Record.objects.for_tenant(tenant)
-        .select_related("source_connection__connector")
-        .annotate(remote_id_rows=remote_id_rows(tenant), custom_data_rows=custom_data_rows(tenant))
-    )
-
-
-# The API's two reads of one record, compiled once per process (common.prepared): compiling
-# this query cost more than running it.
-record_by_local_id = PreparedQuery(
-    lambda tenant_id, record_type, local_id: records_with_ids_and_custom_data(
-        Tenant(pk=tenant_id)
-    ).filter(record_type=record_type, local_id=local_id)[:1]
-)
-record_by_remote_id = PreparedQuery(
-    lambda tenant_id, connection_id, record_type, remote_id: records_with_ids_and_custom_data(
-        Tenant(pk=tenant_id)
-    ).filter(
-        record_type=record_type,
-        # All four columns of remoteid_unique_per_connection_and_type, so the lookup is one
-        # unique-index probe (without the tenant and type it scans the connection's rows:
-        # 75 ms at a million references instead of 0.1 ms).
-        remote_ids__tenant_id=tenant_id,
-        remote_ids__connection_id=connection_id,
-        remote_ids__record_type=record_type,
-        remote_ids__remote_id=remote_id,
-    )[:1]
-)
-
-
-def clean_record_data(value, *, field: str = "data") -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidValue("Data must be a JSON object.", field=field)
-    check_storable_json(value, field=field)
-    return value
-
-
-def clean_own_remote_id(remote_id, remote_ref) -> tuple[str | None, str]:
-    """A connection's (id, ref): id None means "none"; a ref needs an id."""
-    ref = clean_remote_ref(remote_ref, field="remote_ref", label="Remote ref")
-    check_storable_json(ref, field="remote_ref")
-    if remote_id is None:
-        if ref:
-            raise InvalidValue("A remote ref needs a remote id.", field="remote_ref")
-        return None, ""
-    remote_id = clean_remote_id(remote_id, field="remote_id", label="Remote id")
-    check_storable_json(remote_id, field="remote_id")
-    return remote_id, ref
-
-
-def remote_id_lookup_value(remote_id) -> str:
-    """The remote id a by-remote-id lookup asks for, validated like one that is written."""
-    remote_id = clean_remote_id(remote_id, field="remote_id", label="Remote id")
-    check_storable_json(remote_id, field="remote_id")
-    return remote_id
 
 
 def refuse_taken_remote_id(tenant, connection, record_type: str, remote_id, record=None):
@@ -397,83 +123,11 @@ def _own_id_change_set(record: Record, connection, remote_id, remote_ref, actor,
     )
 
 
-def set_own_remote_id(record: Record, connection, remote_id, remote_ref, actor: Actor) -> bool:
-    """Set (or, with None, remove) the id `connection` knows `record` by; True if it changed.
-
-    A connection sets only its own id: the row is always (record, connection). An id that
-    another record of this type holds in this connection is a Conflict naming that record,
-    also when a concurrent writer wins the race (the unique constraint decides).
-    """
-    remote_id, remote_ref = clean_own_remote_id(remote_id, remote_ref)
-    applied = changes.apply(_own_id_change_set(record, connection, remote_id, remote_ref, actor))
-    return applied.batch is not None
-
-
-def parse_custom_data_entries(tenant, entries: dict) -> list[CustomDataInput]:
-    """Entries as the API sends them: {"connectionId|moduleId|key": {type, value, ...}}.
-
-    Errors name the entry: field `custom_data.<name>.<part>`.
-    """
-    connections: dict[str, Connection | None] = {"": None}
-    parsed = []
-    for name, body in entries.items():
-        field = f"custom_data.{name}"
-        parts = name.split("|")
-        if len(parts) != 3:
-            raise InvalidValue(
-                "Custom data names are connectionId|moduleId|key (connectionId may be empty).",
-                field=field,
-            )
-        connection_id, module_id, key = parts
-        for part, given in (
-            ("connection", body.get("connectionId")),
-            ("module_id", body.get("moduleId")),
-            ("key", body.get("key")),
-        ):
-            expected = {"connection": connection_id, "module_id": module_id, "key": key}[part]
-            if given is not None and given != expected:
-                raise InvalidValue(
-                    f"Does not match the entry's name {name}.", field=f"{field}.{part}"
-                )
-        if connection_id not in connections:
-            # Another tenant's connection is as unknown as one that does not exist.
-            connections[connection_id] = (
-                Connection.objects.for_tenant(tenant).filter(connection_id=connection_id).first()
-                if len(connection_id) <= 32 and "\x00" not in connection_id
-                else None
-            )
-        connection = connections[connection_id]
-        if connection is None and connection_id:
-            raise InvalidValue(f"Unknown connection {connection_id}.", field=f"{field}.connection")
-        value = body.get("value")
-        if body.get("type") == "json":
-            # API values are native JSON: a string is a JSON string, not JSON text to parse.
-            value = json.dumps(value)
-        entry = CustomDataInput(module_id, key, body.get("type"), value, connection)
-        try:
-            check_storable_json(body.get("value"), field="value")
-            parsed.append(clean_custom_data_input(entry, tenant))
-        except DomainError as error:
-            error.field = f"{field}.{error.field}" if error.field else field
-            raise
-    return parsed
-
-
-def _check_custom_data_writer(entries: list[CustomDataInput], writer: Connection) -> None:
-    """403 on the first entry scoped to another connection, naming it."""
-    for entry in entries:
-        try:
-            _check_writer(entry, writer)
-        except NotAllowed as error:
-            error.field = f"custom_data.{entry.full_key}.connection"
-            raise
-
-
 @transaction.atomic
 def upsert_custom_data_for_connection(record: Record, entries: dict, connection, actor: Actor):
     """The API's POST .../customdata: update where the key exists, else create."""
     parsed = parse_custom_data_entries(record.tenant, entries)
-    _check_custom_data_writer(parsed, connection)
+    check_connection_may_write(parsed, connection)
     set_custom_data(record, parsed, actor, writer=connection)
 
 
@@ -501,7 +155,7 @@ def create_record_with_remote_id(
     remote_id, remote_ref = clean_own_remote_id(remote_id, remote_ref)
     source_code = clean_source_code(source_code)
     entries = parse_custom_data_entries(tenant, custom_data or {})
-    _check_custom_data_writer(entries, connection)
+    check_connection_may_write(entries, connection)
     refuse_taken_remote_id(tenant, connection, record_type, remote_id)
     with locks.person_waiting(tenant, record_type):
         record = create_record(tenant, record_type, actor, data=data, source_code=source_code)
@@ -529,7 +183,7 @@ def create_record_with_remote_id(
                 )
             )
         if entries:
-            _upsert_custom_data(record, entries, actor)
+            upsert_cleaned(record, entries, actor)
     return Record.objects.for_tenant(tenant).get(pk=record.pk)
 
 
@@ -560,7 +214,7 @@ def update_record(
     if source_code is not UNCHANGED:
         source_code = clean_source_code(source_code)
     entries = parse_custom_data_entries(record.tenant, custom_data)
-    _check_custom_data_writer(entries, connection)
+    check_connection_may_write(entries, connection)
     with locks.person_waiting(record.tenant, record.record_type):
         # One writer at a time per record: concurrent PUTs apply one after the other.
         try:
@@ -579,7 +233,7 @@ def update_record(
         if source_code is not UNCHANGED and source_code != record.source_code:
             _set_source_code(record, source_code, connection, actor)
             changed = True
-        kept, custom_changed = _replace_custom_data(record, entries, actor, connection)
+        kept, custom_changed = replace_cleaned(record, entries, actor, connection)
         # The engine marks the record changed when it writes the id; otherwise we do it here.
         applied = changes.apply(
             _own_id_change_set(record, connection, remote_id, remote_ref, actor)

@@ -1,4 +1,4 @@
-"""Input rules from DESIGN.md, shared by forms, services and the API."""
+"""Input rules (docs/architecture.md), shared by forms, services and the API."""
 
 import json
 import re

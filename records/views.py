@@ -17,6 +17,8 @@ from common.entities import EntityType, slug_of
 from common.lists import ListMixin
 from integrations.tenancy import TenantMixin
 
+from .audit import Actor
+from .custom_data import delete_custom_data
 from .filters import RecordFilterSet
 from .forms import CustomDataAddForm, CustomDataEditForm, owned_by_connector
 from .models import CustomData, Record
@@ -35,7 +37,6 @@ from .queries import (
     remote_ids_of,
     type_label,
 )
-from .services import Actor, delete_custom_data
 from .validation import RECORD_TYPE_PATTERN
 
 HISTORY_LIMIT = 100

@@ -25,6 +25,7 @@ from django.db.models import Case, Exists, IntegerField, Q, Value, When
 
 from records.counts import is_lost
 from records.models import RemoteId
+from records.queries import target_row
 
 from .selectors import (
     DEFAULT_SORT,
@@ -32,7 +33,6 @@ from .selectors import (
     SORT_CHOICES,
     SORTS,
     base_reference_rows,
-    target_rows,
 )
 
 DEFAULTS = {"q": "", "linked": "all", "modified_after": None, "sort": DEFAULT_SORT}
@@ -90,7 +90,7 @@ class ReferenceFilterSet(django_filters.FilterSet):
     def filter_linked(self, rows, name, value):
         """Linked, unlinked, and the unlinked split by their history (references.health):
         lost (linked before) or never linked."""
-        target = target_rows(self.integration)
+        target = target_row(self.integration)
         if value == "linked":
             return rows.filter(Exists(target))
         if value in ("unlinked", "lost", "never"):
@@ -104,7 +104,7 @@ class ReferenceFilterSet(django_filters.FilterSet):
     def search(self, rows, name, value):
         """Source or target id or ref: exact matches first, then substring (case-insensitive)."""
         q = value  # stripped by the form field; an empty value never reaches a filter
-        target = target_rows(self.integration)
+        target = target_row(self.integration)
         exact = (
             Q(remote_id=q)
             | Q(remote_ref=q)

@@ -21,8 +21,8 @@ from common.prepared import PreparedQuery
 from integrations.models import Integration, Tenant
 from integrations.tenancy import TenantMixin
 from records import counts
+from records.audit import Actor
 from records.jobs import SHOWN_FOR, has_recent_jobs
-from records.services import Actor
 
 from .selectors import BANNER_HOURS, restorable_delete_alls
 

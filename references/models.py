@@ -1,4 +1,5 @@
-# References are not stored on their own: they are pairs of records.RemoteId rows (DESIGN.md).
+# References are not stored on their own: they are pairs of records.RemoteId rows
+# (docs/architecture.md).
 import secrets
 
 from django.conf import settings

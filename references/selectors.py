@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import Subquery
 from django.utils import timezone
 
 from common.paging import Keyset, Located, parse_int, parse_str
 from records.models import Batch, Record, RemoteId
-from records.queries import modified_keyset, record_at
+from records.queries import modified_keyset, record_at, target_row
 
 LINKED_CHOICES = (
     ("all", "All"),
@@ -50,16 +50,9 @@ DEFAULT_SORT = "-modified"
 BANNER_HOURS = 24  # how long a delete-all's Restore banner stays on its tab
 
 
-def target_rows(integration):
-    """The target's row of the outer row's record: for correlated subqueries (Exists, Subquery)."""
-    return RemoteId.objects.for_tenant(integration.tenant).filter(
-        connection=integration.target, record_id=OuterRef("record_id")
-    )
-
-
 def base_reference_rows(integration, record_type: str):
     """Every source row of one entity type, with its target id/ref (None when unlinked)."""
-    target = target_rows(integration)
+    target = target_row(integration)
     return (
         RemoteId.objects.for_tenant(integration.tenant)
         .filter(connection=integration.source, record_type=record_type)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists
 
 from common.errors import InvalidValue
 from records import changes, jobs
 from records.audit import Actor
 from records.changes import linked_target_rows
 from records.models import AuditEntry, Batch, Job, Record, RemoteId
+from records.queries import target_row
 from records.validation import clean_remote_id, clean_remote_ref
 
 
@@ -159,14 +160,10 @@ def restore_batch(batch: Batch, actor: Actor) -> int:
 
 def unlinked_source_rows(integration, record_type: str):
     """Source rows whose record the target does not know: what the next sync will duplicate."""
-    tenant = integration.tenant
-    target_rows = RemoteId.objects.for_tenant(tenant).filter(
-        connection=integration.target, record_id=OuterRef("record_id")
-    )
     return (
-        RemoteId.objects.for_tenant(tenant)
+        RemoteId.objects.for_tenant(integration.tenant)
         .filter(connection=integration.source, record_type=record_type)
-        .filter(~Exists(target_rows))
+        .filter(~Exists(target_row(integration)))
     )
 
 

@@ -3,7 +3,7 @@ import os
 import pytest
 from django.db import connection
 
-from records.services import Actor
+from records.audit import Actor
 
 from .factories import (
     ConnectionFactory,

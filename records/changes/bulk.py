@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from django.db import connection as db_connection
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists
 from django.utils import timezone
 
 from integrations.models import Integration
 from records import counts
 from records.audit import Actor, mark_changed, write_audit
 from records.models import AuditEntry, Batch, BatchChange, RemoteId
+from records.queries import source_row
 
 from .engine import ChangeSetBase
 from .storage import new_batch, table
@@ -24,14 +25,10 @@ from .types import REMOVED, Applied, Plan, ProgressCallback
 
 def linked_target_rows(integration, record_type: str):
     """The target rows of every reference of one entity type of an integration."""
-    tenant = integration.tenant
-    source_rows = RemoteId.objects.for_tenant(tenant).filter(
-        connection=integration.source, record_type=record_type, record_id=OuterRef("record_id")
-    )
     return (
-        RemoteId.objects.for_tenant(tenant)
+        RemoteId.objects.for_tenant(integration.tenant)
         .filter(connection=integration.target, record_type=record_type)
-        .filter(Exists(source_rows))
+        .filter(Exists(source_row(integration).filter(record_type=record_type)))
     )
 
 

@@ -5,8 +5,9 @@ import pytest
 from django.test import Client
 
 from integrations import apikeys
+from records.audit import Actor
 from records.models import AuditEntry, Record
-from records.services import Actor, create_record
+from records.services import create_record
 from references.services import ReferenceInput, add_reference
 from tests.factories import ConnectionFactory, RecordFactory
 

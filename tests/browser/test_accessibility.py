@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from records.custom_data import CustomDataInput, set_custom_data
 from records.jobs import start_job
-from records.services import CustomDataInput, set_custom_data
 from references.services import ReferenceInput, add_reference, delete_reference
 from tests.factories import PASSWORD, MembershipFactory, make_reference
 from tests.references.test_health import erp_only, shop_order

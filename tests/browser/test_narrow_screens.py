@@ -6,7 +6,8 @@ import json
 import pytest
 from playwright.sync_api import Page, expect
 
-from records.services import Actor, CustomDataInput, set_custom_data
+from records.audit import Actor
+from records.custom_data import CustomDataInput, set_custom_data
 from references.services import ReferenceInput, add_reference, edit_reference
 from tests.factories import PASSWORD, make_reference
 

@@ -5,8 +5,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from records.custom_data import CustomDataInput, set_custom_data
 from records.models import CustomData
-from records.services import CustomDataInput, set_custom_data
 from tests.factories import PASSWORD, make_reference
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -36,7 +36,7 @@ class TestPreparedQuery:
         assert len(queries) == 0
 
     def test_annotations_are_converted_like_the_querysets(self, world):
-        from records.services import record_by_local_id, records_with_ids_and_custom_data
+        from records.queries import record_by_local_id, records_with_ids_and_custom_data
 
         record = make_reference(world.integration, source_id="5001", target_id="INV-1")
         prepared = record_by_local_id.first(

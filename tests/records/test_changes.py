@@ -4,13 +4,9 @@ import pytest
 
 from records import changes
 from records.audit import Actor
+from records.custom_data import CustomDataInput, set_custom_data
 from records.models import AuditEntry, Batch, BatchChange, Record, RemoteId
-from records.services import (
-    CustomDataInput,
-    create_record_with_remote_id,
-    set_custom_data,
-    update_record,
-)
+from records.services import create_record_with_remote_id, update_record
 from references import services
 from references.imports import import_change_set, parse_csv
 from references.services import ReferenceInput

@@ -1,14 +1,14 @@
 import pytest
 
 from common.errors import InvalidValue, NotAllowed
-from records.models import AuditEntry, CustomData
-from records.services import (
-    Actor,
+from records.audit import Actor
+from records.custom_data import (
     CustomDataInput,
     replace_custom_data,
     require_self_made_module,
     set_custom_data,
 )
+from records.models import AuditEntry, CustomData
 from tests.factories import ConnectionFactory, CustomDataFactory, RecordFactory
 
 pytestmark = pytest.mark.django_db

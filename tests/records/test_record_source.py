@@ -7,8 +7,9 @@ import re
 import pytest
 from django.apps import apps
 
+from records.audit import Actor
 from records.models import Record
-from records.services import Actor, create_record
+from records.services import create_record
 from tests.factories import ConnectionFactory, RecordFactory
 from tests.html import text_of
 

@@ -7,8 +7,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from records.audit import Actor
+from records.custom_data import CustomDataInput, set_custom_data
 from records.models import AuditEntry, CustomData, Record
-from records.services import Actor, CustomDataInput, set_custom_data
 from tests.factories import (
     ConnectionFactory,
     CustomDataFactory,

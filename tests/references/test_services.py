@@ -1,12 +1,12 @@
-"""The reference rules of DESIGN.md, exercised directly on the services (both databases)."""
+"""The reference rules (docs/architecture.md), exercised on the services (both databases)."""
 
 import pytest
 
 from common.errors import DomainError, InvalidValue
+from records.audit import Actor
 from records.changes import RestoreConflict
 from records.errors import Conflict, StaleEdit
 from records.models import AuditEntry, Batch, BatchChange, Record, RemoteId, writing
-from records.services import Actor
 from references.services import (
     ReferenceInput,
     add_reference,

@@ -16,9 +16,10 @@ from django.contrib.sessions.models import Session
 from django.core.serializers.json import DjangoJSONEncoder
 
 from integrations.models import Connector
+from records.audit import Actor
+from records.custom_data import CustomDataInput, set_custom_data
 from records.jobs import start_job
 from records.models import AuditEntry, Batch, CustomData, ReferenceCount
-from records.services import Actor, CustomDataInput, set_custom_data
 from references.services import ReferenceInput, add_reference, delete_reference
 from tests.factories import (
     ConnectionFactory,

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from common.errors import DomainError, InvalidValue
 from integrations import apikeys
+from records.custom_data import CustomDataInput, set_custom_data
 from records.models import AuditEntry, CustomData, Record, RemoteId
-from records.services import CustomDataInput, set_custom_data
 from references.services import ReferenceInput, add_reference
 
 from .conftest import WRITE_PAYLOAD, changed_tables, database_fingerprint, kwarg_values

@@ -11,9 +11,9 @@ from django.db import connection as default_connection
 from django.db import connections
 
 from common.errors import DomainError
+from records.audit import Actor
 from records.errors import Conflict, StaleEdit
 from records.models import AuditEntry, BatchChange, RemoteId, writing
-from records.services import Actor
 from references.services import (
     ReferenceInput,
     add_reference,

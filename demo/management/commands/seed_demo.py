@@ -13,9 +13,10 @@ from common.entities import EntityType
 from integrations import apikeys
 from integrations.models import Connection, Connector, Integration, Membership, Reseller, Tenant
 from records import changes
+from records.audit import Actor
 from records.counts import recount_all
 from records.models import AuditEntry, Batch, CustomData, Record, RemoteId
-from records.services import Actor, create_record_with_remote_id
+from records.services import create_record_with_remote_id
 from references.services import (
     ReferenceInput,
     add_reference,

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from common.entities import SLUGS, EntityType, record_type_of
 from common.errors import DomainError
 from integrations.models import Integration, Tenant
-from records.services import Actor
+from records.audit import Actor
 from references.imports import Kind, apply_import, decode_csv, parse_csv
 from references.imports import plan_import as plan_rows
 
