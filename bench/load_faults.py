@@ -418,6 +418,15 @@ def admin_jobs(client, world, events, lock, worker: JobWorker, t0: float):
     worker.start()
     log("job worker restarted")
     # 2. An import job, on the restarted worker.
+    start_import(client, customers, events, lock)
+    # 3. Another delete-all of the articles, held inside its transaction (as in 1.) when
+    #    PostgreSQL restarts: the restart comes once the job is running.
+    if RESTART_AT < SECONDS:
+        delete_all_during_restart(client, articles, events, lock, t0)
+
+
+def start_import(client, customers: str, events, lock):
+    """Upload an import file and apply it as a job."""
     rows = "".join(f"CUS-{i},FC-{i}\n" for i in range(IMPORT_ROWS))
     status, page = client.request("import-page", "GET", customers + "import/")
     boundary = "loadboundary"
@@ -453,27 +462,29 @@ def admin_jobs(client, world, events, lock, worker: JobWorker, t0: float):
         )
         with lock:
             events.append({"op": "import-started", "job": before + 1})
-    # 3. Another delete-all of the articles, held inside its transaction (as in 1.) when
-    #    PostgreSQL restarts: the restart comes once the job is running.
-    if RESTART_AT < SECONDS:
-        time.sleep(max(0.0, t0 + RESTART_AT - time.monotonic()))
-        try:
-            with psycopg.connect(f"{PG}/{DB}") as holder:
-                holder.execute(
-                    "SELECT r.id FROM records_record r WHERE r.record_type = 'article' "
-                    "ORDER BY r.id LIMIT 1 FOR UPDATE"
-                )
-                before = latest_job_id()
-                client.request(
-                    "delete-all", "POST", articles + "delete-all/", data={"confirm": "articles"}
-                )
-                with lock:
-                    events.append({"op": "job-during-restart", "job": before + 1})
-                wait_for_job_state(before + 1, {"running"})
-                time.sleep(0.5)
-                restart_postgres(events, lock, t0)
-        except psycopg.OperationalError:
-            pass  # the restart closed the holding connection too
+
+
+def delete_all_during_restart(client, articles: str, events, lock, t0: float):
+    import psycopg
+
+    time.sleep(max(0.0, t0 + RESTART_AT - time.monotonic()))
+    try:
+        with psycopg.connect(f"{PG}/{DB}") as holder:
+            holder.execute(
+                "SELECT r.id FROM records_record r WHERE r.record_type = 'article' "
+                "ORDER BY r.id LIMIT 1 FOR UPDATE"
+            )
+            before = latest_job_id()
+            client.request(
+                "delete-all", "POST", articles + "delete-all/", data={"confirm": "articles"}
+            )
+            with lock:
+                events.append({"op": "job-during-restart", "job": before + 1})
+            wait_for_job_state(before + 1, {"running"})
+            time.sleep(0.5)
+            restart_postgres(events, lock, t0)
+    except psycopg.OperationalError:
+        pass  # the restart closed the holding connection too
 
 
 def restart_postgres(events, lock, t0: float):
@@ -495,16 +506,57 @@ def restart_postgres(events, lock, t0: float):
 
 
 def check(world: dict, events: list) -> dict:
-    import psycopg
-
-    problems = []
+    problems = _response_problems(events)
+    state = _read_final_state()
+    confirmed, uncertain = _confirmed_references(events)
+    problems += _reference_problems(state, confirmed, uncertain)
+    api_ok, api_uncertain, api_problems = _api_problems(events, state["api_ids"])
+    problems += api_problems
+    problems += _batch_problems(state)
+    problems += _job_problems(state, events)
     statuses = Counter(e["status"] for e in events if "status" in e)
+    after_restart = [e for e in events if e.get("op") == "pg-restart"]
+    restart_at = after_restart[0]["at"] + after_restart[0]["seconds"] if after_restart else 0
+    jobs = state["jobs"]
+    return {
+        "clients": CLIENTS,
+        "seconds": SECONDS,
+        "requests": sum(statuses.values()),
+        "statuses": dict(sorted(statuses.items())),
+        "ops": dict(Counter(e.get("op") for e in events)),
+        "pg_restart": after_restart,
+        "confirmed_references": len(confirmed),
+        "uncertain_requests": len(uncertain) + len(api_uncertain),
+        "api_created": len(api_ok),
+        "article_targets_left": state["articles"],
+        "delete_all_batches": [list(b) for b in state["batches"]],
+        "jobs": [
+            {"id": j[0], "kind": j[1], "state": j[2], "batch": j[3], "error": j[4]} for j in jobs
+        ],
+        "requests_per_second": round(sum(statuses.values()) / SECONDS, 1),
+        "ok_after_restart": sum(
+            1
+            for e in events
+            if e.get("t", 0) > restart_at + 3 and e.get("status") in (200, 201, 302)
+        ),
+        "problems": problems,
+    }
+
+
+def _response_problems(events: list) -> list[str]:
+    problems = []
     bad_5xx = [e for e in events if e.get("status", 0) >= 500 and e["status"] != 503]
     unclear_503 = [e for e in events if e.get("status") == 503 and not e.get("clear_503")]
     if bad_5xx:
         problems.append(f"{len(bad_5xx)} responses were 5xx other than 503: {bad_5xx[:3]}")
     if unclear_503:
         problems.append(f"{len(unclear_503)} 503s without the clear page/JSON: {unclear_503[:3]}")
+    return problems
+
+
+def _read_final_state() -> dict:
+    """What the database holds after the load: references, batches, jobs."""
+    import psycopg
 
     with psycopg.connect(f"{PG}/{DB}") as conn:
         rows = conn.execute(
@@ -514,33 +566,37 @@ def check(world: dict, events: list) -> dict:
         by_record: dict[int, dict] = {}
         for remote_id, connection, record_id in rows:
             by_record.setdefault(record_id, {})[connection] = remote_id
-        source_to_target = {
-            ids["Shopify"]: ids.get("Fortnox") for ids in by_record.values() if "Shopify" in ids
+        return {
+            "source_to_target": {
+                ids["Shopify"]: ids.get("Fortnox") for ids in by_record.values() if "Shopify" in ids
+            },
+            "api_ids": Counter(ids["Load API"] for ids in by_record.values() if "Load API" in ids),
+            "articles": conn.execute(
+                "SELECT count(*) FROM records_remoteid r JOIN integrations_connection c "
+                "ON c.id = r.connection_id WHERE r.record_type='article' AND c.name='Fortnox'"
+            ).fetchone()[0],
+            "batches": conn.execute(
+                "SELECT b.id, b.row_count, (SELECT count(*) FROM records_batchchange x "
+                "WHERE x.batch_id = b.id), (SELECT count(*) FROM records_auditentry a "
+                "WHERE a.batch_id = b.id) FROM records_batch b WHERE b.kind = 'delete_all'"
+            ).fetchall(),
+            "jobs": conn.execute(
+                "SELECT j.id, j.kind, j.state, j.batch_id, j.error, b.row_count, "
+                "(SELECT count(*) FROM records_batchchange x WHERE x.batch_id = j.batch_id) "
+                "FROM records_job j LEFT JOIN records_batch b ON b.id = j.batch_id ORDER BY j.id"
+            ).fetchall(),
+            "import_batches": conn.execute(
+                "SELECT count(*) FROM records_batch WHERE kind = 'import'"
+            ).fetchone()[0],
+            "customer_targets": conn.execute(
+                "SELECT count(*) FROM records_remoteid r JOIN integrations_connection c "
+                "ON c.id = r.connection_id WHERE r.record_type='customer' AND c.name='Fortnox'"
+            ).fetchone()[0],
         }
-        api_ids = Counter(ids["Load API"] for ids in by_record.values() if "Load API" in ids)
-        articles = conn.execute(
-            "SELECT count(*) FROM records_remoteid r JOIN integrations_connection c "
-            "ON c.id = r.connection_id WHERE r.record_type='article' AND c.name='Fortnox'"
-        ).fetchone()[0]
-        batches = conn.execute(
-            "SELECT b.id, b.row_count, (SELECT count(*) FROM records_batchchange x "
-            "WHERE x.batch_id = b.id), (SELECT count(*) FROM records_auditentry a "
-            "WHERE a.batch_id = b.id) FROM records_batch b WHERE b.kind = 'delete_all'"
-        ).fetchall()
-        jobs = conn.execute(
-            "SELECT j.id, j.kind, j.state, j.batch_id, j.error, b.row_count, "
-            "(SELECT count(*) FROM records_batchchange x WHERE x.batch_id = j.batch_id) "
-            "FROM records_job j LEFT JOIN records_batch b ON b.id = j.batch_id ORDER BY j.id"
-        ).fetchall()
-        import_batches = conn.execute(
-            "SELECT count(*) FROM records_batch WHERE kind = 'import'"
-        ).fetchone()[0]
-        customer_targets = conn.execute(
-            "SELECT count(*) FROM records_remoteid r JOIN integrations_connection c "
-            "ON c.id = r.connection_id WHERE r.record_type='customer' AND c.name='Fortnox'"
-        ).fetchone()[0]
 
-    # The final state of each source id, from the log: the last confirmed add/edit.
+
+def _confirmed_references(events: list) -> tuple[dict, set]:
+    """The final state of each source id, from the log: the last confirmed add/edit."""
     confirmed, uncertain = {}, set()
     for e in events:
         if e.get("op") in ("add", "edit"):
@@ -548,6 +604,12 @@ def check(world: dict, events: list) -> dict:
                 confirmed[e["source"]] = e["target"]
             elif e["status"] in (0, 503):
                 uncertain.add(e["source"])
+    return confirmed, uncertain
+
+
+def _reference_problems(state: dict, confirmed: dict, uncertain: set) -> list[str]:
+    problems = []
+    source_to_target = state["source_to_target"]
     lost = {
         s: t for s, t in confirmed.items() if source_to_target.get(s) != t and s not in uncertain
     }
@@ -565,21 +627,33 @@ def check(world: dict, events: list) -> dict:
     ]
     if unexpected:
         problems.append(f"{len(unexpected)} references nobody was told about: {unexpected[:5]}")
-    api_ok = {e["remote_id"] for e in events if e.get("op") == "api-create" and e["status"] == 201}
-    api_uncertain = {
-        e["remote_id"] for e in events if e.get("op") == "api-create" and e["status"] in (0, 503)
-    }
+    return problems
+
+
+def _api_problems(events: list, api_ids: Counter) -> tuple[set, set, list[str]]:
+    creates = [e for e in events if e.get("op") == "api-create"]
+    api_ok = {e["remote_id"] for e in creates if e["status"] == 201}
+    api_uncertain = {e["remote_id"] for e in creates if e["status"] in (0, 503)}
     missing_api = api_ok - set(api_ids)
     doubled_api = [r for r, count in api_ids.items() if count > 1]
     extra_api = set(api_ids) - api_ok - api_uncertain
+    problems = []
     if missing_api or doubled_api or extra_api:
         problems.append(
-            f"API creates: missing {sorted(missing_api)[:5]}, doubled {doubled_api[:5]}, unconfirmed {sorted(extra_api)[:5]}"
+            f"API creates: missing {sorted(missing_api)[:5]}, doubled {doubled_api[:5]}, "
+            f"unconfirmed {sorted(extra_api)[:5]}"
         )
+    return api_ok, api_uncertain, problems
+
+
+def _batch_problems(state: dict) -> list[str]:
+    problems = []
+    articles, batches = state["articles"], state["batches"]
     for batch_id, row_count, changes, audits in batches:
         if row_count != changes or audits != 1:
             problems.append(
-                f"delete-all batch {batch_id}: row_count {row_count}, {changes} changes, {audits} audit entries"
+                f"delete-all batch {batch_id}: row_count {row_count}, {changes} changes, "
+                f"{audits} audit entries"
             )
     if articles not in (0, PRELOADED_ARTICLES):
         problems.append(
@@ -587,16 +661,22 @@ def check(world: dict, events: list) -> dict:
         )
     if articles == 0 and not batches:
         problems.append("articles gone without a delete-all batch")
-    # Jobs: done exactly once with a whole batch, or nothing left behind.
+    return problems
+
+
+def _job_problems(state: dict, events: list) -> list[str]:
+    """Jobs: done exactly once with a whole batch, or nothing left behind."""
+    problems = []
+    jobs, articles, batches = state["jobs"], state["articles"], state["batches"]
     done_delete_alls = [j for j in jobs if j[1] == "delete_all" and j[2] == "done"]
-    for job_id, kind, state, batch_id, _error, row_count, changes in jobs:
+    for job_id, kind, job_state, batch_id, _error, row_count, changes in jobs:
         # A delete-all batch records one removed row per reference; an import of new
         # references two added rows (source and target) per line.
         expected = row_count if kind == "delete_all" else 2 * (row_count or 0)
-        if state == "done" and (batch_id is None or changes != expected):
+        if job_state == "done" and (batch_id is None or changes != expected):
             problems.append(f"job {job_id} ({kind}) done without a whole batch")
-        if state != "done" and batch_id is not None:
-            problems.append(f"job {job_id} ({kind}) is {state} but has a batch")
+        if job_state != "done" and batch_id is not None:
+            problems.append(f"job {job_id} ({kind}) is {job_state} but has a batch")
     if len(done_delete_alls) != len(batches):
         problems.append(
             f"{len(done_delete_alls)} delete-all jobs done but {len(batches)} delete-all batches"
@@ -606,40 +686,17 @@ def check(world: dict, events: list) -> dict:
             f"{articles} article targets left with {len(done_delete_alls)} delete-all jobs done"
         )
     imports_done = [j for j in jobs if j[1] == "import" and j[2] == "done"]
+    customer_targets, import_batches = state["customer_targets"], state["import_batches"]
     if customer_targets != IMPORT_ROWS * len(imports_done) or import_batches != len(imports_done):
         problems.append(
             f"import: {customer_targets} customer targets, {import_batches} batches, "
             f"{len(imports_done)} import jobs done"
         )
     killed = [e["job"] for e in events if e.get("op") == "worker-killed"]
-    for job_id, _kind, state, *_ in jobs:
-        if job_id in killed and state == "done":
+    for job_id, _kind, job_state, *_ in jobs:
+        if job_id in killed and job_state == "done":
             problems.append(f"job {job_id} was killed mid-way but says done")
-    after_restart = [e for e in events if e.get("op") == "pg-restart"]
-    restart_at = after_restart[0]["at"] + after_restart[0]["seconds"] if after_restart else 0
-    return {
-        "clients": CLIENTS,
-        "seconds": SECONDS,
-        "requests": sum(statuses.values()),
-        "statuses": dict(sorted(statuses.items())),
-        "ops": dict(Counter(e.get("op") for e in events)),
-        "pg_restart": after_restart,
-        "confirmed_references": len(confirmed),
-        "uncertain_requests": len(uncertain) + len(api_uncertain),
-        "api_created": len(api_ok),
-        "article_targets_left": articles,
-        "delete_all_batches": [list(b) for b in batches],
-        "jobs": [
-            {"id": j[0], "kind": j[1], "state": j[2], "batch": j[3], "error": j[4]} for j in jobs
-        ],
-        "requests_per_second": round(sum(statuses.values()) / SECONDS, 1),
-        "ok_after_restart": sum(
-            1
-            for e in events
-            if e.get("t", 0) > restart_at + 3 and e.get("status") in (200, 201, 302)
-        ),
-        "problems": problems,
-    }
+    return problems
 
 
 def _active_jobs(worker: JobWorker) -> int:
