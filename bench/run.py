@@ -52,6 +52,7 @@ FLOOR_PORT = PORT + 5  # not 8091: make load (bench/load_faults.py) listens ther
 GUNICORN_CONF = ROOT / "config" / "gunicorn.conf.py"
 GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN_ARGS", "").split()
 THROUGHPUT_CLIENTS = 8
+BATCH_ITEMS = 500  # records per batch request (the API's limit)
 ONLY = {key for key in os.environ.get("BENCH_ONLY", "").split(",") if key}
 ADMIN_PATH = "/admin/records/remoteid/"
 # Tabs whose delete-all and restore are timed: articles (~256k rows at 1M); at 3M also orders
@@ -566,20 +567,30 @@ def cpu_used(before: dict, after: dict, name: str) -> float:
 # --- throughput -------------------------------------------------------------------------------
 
 
-def _throughput_client(port, paths, headers, start_at, end_at, pipe) -> None:
-    """One client process: one persistent connection, requests back to back until end_at."""
+def _throughput_client(port, requests, headers, start_at, end_at, pipe) -> None:
+    """One client process: one persistent connection, requests back to back until end_at.
+
+    A request is a path (GET) or (method, path, content type, body); `__N__` in a body becomes
+    a number of its own per request, so repeated bodies still change what they write."""
     conn = None
     opened = 0
+    sent = 0
 
-    def one(path) -> int:
-        nonlocal conn, opened
+    def one(request) -> int:
+        nonlocal conn, opened, sent
+        method, path, body, extra = "GET", request, None, {}
+        if isinstance(request, tuple):
+            method, path, content_type, body = request
+            sent += 1
+            body = body.replace(b"__N__", f"{os.getpid()}-{sent}".encode())
+            extra = {"Content-Type": content_type}
         for attempt in (0, 1):
             reused = conn is not None
             if conn is None:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 opened += 1
             try:
-                conn.request("GET", path, headers=headers)
+                conn.request(method, path, body=body, headers={**headers, **extra})
                 response = conn.getresponse()
                 response.read()
             except (http.client.HTTPException, OSError):
@@ -596,13 +607,13 @@ def _throughput_client(port, paths, headers, start_at, end_at, pipe) -> None:
 
     i = 0
     while time.monotonic() < start_at:  # warm-up until every client is running
-        one(paths[i % len(paths)])
+        one(requests[i % len(requests)])
         i += 1
     cpu0, opened0 = os.times(), opened
     latencies, errors = [], 0
     while time.monotonic() < end_at:
         t0 = time.perf_counter()
-        status = one(paths[i % len(paths)])
+        status = one(requests[i % len(requests)])
         latencies.append((time.perf_counter() - t0) * 1000)
         errors += status != 200
         i += 1
@@ -618,6 +629,16 @@ def _throughput_client(port, paths, headers, start_at, end_at, pipe) -> None:
     pipe.close()
 
 
+def _rotated(requests: list, k: int) -> list:
+    """Client k's order of the requests: each client starts elsewhere (and, for batches
+    whose bodies cycle through slices of records, on a slice of its own)."""
+    offset = (k * len(requests)) // THROUGHPUT_CLIENTS + (
+        k if requests and isinstance(requests[0], tuple) else 0
+    )
+    offset %= max(1, len(requests))
+    return requests[offset:] + requests[:offset]
+
+
 def throughput(
     op: Op, session: Session, server: Server | None, *, port: int = PORT, seconds: float = 8
 ) -> dict:
@@ -627,7 +648,14 @@ def throughput(
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
-    paths = [op.path(i) for i in range(4000)]
+    if op.body is None:
+        paths = [op.path(i) for i in range(4000)]
+    else:  # batch bodies are large: fewer distinct ones (each still writes anew: `__N__`)
+        bodies = [op.body(i) for i in range(64)]
+        paths = [
+            (op.method, op.path(i), content_type, body.encode())
+            for i, (content_type, body) in enumerate(bodies)
+        ]
     headers = session.headers()
     start_at = time.monotonic() + 1.5
     end_at = start_at + seconds
@@ -636,7 +664,7 @@ def throughput(
         receive, send = context.Pipe(duplex=False)
         process = context.Process(
             target=_throughput_client,
-            args=(port, paths[k * 500 :] + paths[: k * 500], headers, start_at, end_at, send),
+            args=(port, _rotated(paths, k), headers, start_at, end_at, send),
         )
         process.start()
         clients.append((process, receive))
@@ -714,6 +742,13 @@ class Plan:
         )
         self.api_ids = api_rows or ["none"]
         self.rng.shuffle(self.api_ids)
+        # (remoteId, localId) of the API connection's articles: what batch writes replace.
+        self.api_pairs = list(
+            RemoteId.objects.for_tenant(tenant)
+            .filter(connection=world.api, record_type="article")
+            .order_by("record_id")
+            .values_list("remote_id", "record__local_id")[:4000]
+        )
         self.local_ids = list(
             Record.objects.for_tenant(tenant)
             .filter(record_type="order", id__in=[1 + round(N * 0.5) + k for k in picks])
@@ -796,6 +831,36 @@ class Plan:
                 + urlencode({"remoteId": self.api_ids[i % len(self.api_ids)]})
             ),
         )
+
+    def api_lookup_op(self) -> Op:
+        """POST /lookup of BATCH_ITEMS remote ids (another slice of them each request)."""
+        ids = self.api_ids
+
+        def body(i: int) -> tuple[str, str]:
+            start = (i * BATCH_ITEMS) % max(1, len(ids))
+            chosen = (ids[start:] + ids[:start])[:BATCH_ITEMS]
+            return "application/json", json.dumps({"remoteIds": chosen})
+
+        return Op("api_lookup", f"API lookup of {BATCH_ITEMS} remote ids", "api",
+                  lambda i: "/api/v1/article/lookup", method="POST", body=body)  # fmt: skip
+
+    def api_batch_write_op(self) -> Op:
+        """POST /batch replacing BATCH_ITEMS articles' data (their ids as they are): each
+        request writes every record anew (`__N__`: a number per request)."""
+        pairs = self.api_pairs
+
+        def body(i: int) -> tuple[str, str]:
+            start = (i * BATCH_ITEMS) % max(1, len(pairs))
+            chosen = (pairs[start:] + pairs[:start])[:BATCH_ITEMS]
+            items = [
+                {"localId": local_id, "remoteId": remote_id, "data": {"bench": "__N__"},
+                 "customData": {}}
+                for remote_id, local_id in chosen
+            ]  # fmt: skip
+            return "application/json", json.dumps({"items": items})
+
+        return Op("api_batch_write", f"API batch replace of {BATCH_ITEMS} records", "api",
+                  lambda i: "/api/v1/article/batch", method="POST", body=body)  # fmt: skip
 
     def groups(self) -> list[Group]:
         """Operations compared in one interleaved loop: refdesk beside the Django admin and the
@@ -1278,6 +1343,17 @@ def throughput_rounds(
     return median
 
 
+def api_batches(plan: Plan, api: Session, server: Server) -> dict:
+    """Records per second through the batch endpoints, with THROUGHPUT_CLIENTS clients."""
+    out = {}
+    for key, op in (("lookup", plan.api_lookup_op()), ("write", plan.api_batch_write_op())):
+        run = throughput_rounds(op, api, server)
+        run["records_per_second"] = run["requests_per_second"] * BATCH_ITEMS
+        out[key] = run
+        log(f"  {key}: {run['records_per_second']:,} records/s (p50 {run['p50_ms']} ms)")
+    return out
+
+
 def candidate_args(spec: str) -> list[str]:
     """ "sync:2" or "gthread:2x4" (worker class : workers [x threads]) as gunicorn arguments."""
     worker_class, _, size = spec.partition(":")
@@ -1483,6 +1559,7 @@ def main() -> None:
     results: list[Result] = []
     tput: dict = {"status": "skipped"}
     compare = None
+    batches = None
     with (
         Server() as server,
         Server(FLOOR_PORT, "bench.floor_settings", name="floor"),
@@ -1504,6 +1581,9 @@ def main() -> None:
         if selected("api_throughput") and api:
             log(f"api_throughput: {THROUGHPUT_CLIENTS} keep-alive clients, 3 rounds")
             tput = throughput_rounds(plan.api_op(), api, server)
+        if selected("api_batch") and api:
+            log(f"api_batch: lookups and writes of {BATCH_ITEMS}, {THROUGHPUT_CLIENTS} clients")
+            batches = api_batches(plan, api, server)
         if selected("gunicorn_compare") and api:
             log("gunicorn_compare: worker classes and counts side by side")
             compare = gunicorn_compare(plan, sessions)
@@ -1554,6 +1634,7 @@ def main() -> None:
                 "operations": rows,
                 "once": once,
                 "api_throughput": tput,
+                "api_batch": batches,
                 "gunicorn_compare": compare,
             },
             indent=2,

@@ -27,6 +27,15 @@ class NotAllowed(DomainError):
     status = 403
 
 
+class NotFound(DomainError):
+    """What the request names does not exist (or is another tenant's: the same answer)."""
+
+    status = 404
+
+    def __init__(self, message: str, *, field: str | None = None, code: str = "not_found"):
+        super().__init__(message, field=field, code=code)
+
+
 def error_body(detail: str, code: str, errors=(), held_by=None) -> dict:
     """The API's one error shape; the database-outage 503 uses it too, so clients parse every
     error alike."""

@@ -17,17 +17,22 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 from ninja.openapi.docs import Swagger
 from ninja.security import HttpBasicAuth
 
-from common.errors import DomainError, InvalidValue, error_body
+from common.errors import DomainError, error_body
 from integrations import apikeys, throttling
 
-from . import queries, services, wire
+from . import batch, queries, services, wire
+from .audit import Actor
 from .errors import BulkChangeRunning, Conflict, VersionMismatch
 from .schemas import (
     RECORD_TYPE_DESCRIPTION,
     RECORD_TYPE_REGEX,
+    BatchLookup,
+    BatchWrite,
+    BatchWriteOut,
     CustomDataOut,
     CustomDataUpsertBody,
     ErrorOut,
+    LookupOut,
     RecordCreate,
     RecordOut,
     RecordPage,
@@ -113,8 +118,8 @@ def wire_field(field: str) -> str:
     return ".".join(WIRE_NAMES.get(part, part) for part in field.split("."))
 
 
-@api.exception_handler(DomainError)
-def domain_error(request, exc: DomainError):
+def domain_error_body(exc: DomainError) -> dict:
+    """The body of a refused write: the same for a single call and for a batch's item."""
     errors = []
     if exc.field:
         errors.append({"field": wire_field(exc.field), "message": exc.message, "code": exc.code})
@@ -122,9 +127,12 @@ def domain_error(request, exc: DomainError):
     if isinstance(exc, Conflict) and exc.holder is not None:
         held_by = {"localId": exc.holder.local_id, "recordType": exc.holder.record_type}
     code = "forbidden" if exc.status == 403 and exc.code == "invalid" else exc.code
-    response = api.create_response(
-        request, error_body(exc.message, code, errors, held_by), status=exc.status
-    )
+    return error_body(exc.message, code, errors, held_by)
+
+
+@api.exception_handler(DomainError)
+def domain_error(request, exc: DomainError):
+    response = api.create_response(request, domain_error_body(exc), status=exc.status)
     if isinstance(exc, VersionMismatch):
         response["ETag"] = etag(exc.current_version)
     if isinstance(exc, BulkChangeRunning):
@@ -210,16 +218,7 @@ def etag(version: int) -> str:
 
 def if_match_version(request) -> int | None:
     """The version an If-Match header asks for (`"7"`, `W/"7"` or `7`); None without one."""
-    value = request.headers.get("If-Match")
-    if value is None or value.strip() == "*":
-        return None
-    value = value.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise InvalidValue(
-            'If-Match must be the ETag of the record you read, e.g. "7" (its version).',
-            field="If-Match",
-        )
-    return int(value)
+    return wire.parse_if_match(request.headers.get("If-Match"))
 
 
 LocalId = Path(..., description="The record's localId (32 lowercase hex).")
@@ -235,7 +234,7 @@ def _get_record(request, record_type: str, local_id: str):
 
 
 def _actor(request):
-    return services.Actor.for_connection(request.auth)
+    return Actor.for_connection(request.auth)
 
 
 @router.get(
@@ -291,6 +290,110 @@ def list_changed(
         "nextCursor": next_cursor,
         "hasMore": has_more,
     }
+
+
+# Before /{record_type}/{local_id}: ninja answers 405 on the first path that matches.
+@router.post(
+    "/{record_type}/lookup",
+    response={200: LookupOut, 400: ErrorOut, **READ_ERRORS},
+    summary="Up to 500 records this connection knows by remoteIds, in one request",
+    description=(
+        "Each remoteId of `remoteIds` comes back as an item in the same order, with its "
+        "record, or `record: null` when this connection knows no record by it. A read: "
+        "nothing is written."
+    ),
+)
+def lookup(request, payload: BatchLookup, record_type: str = RecordType):
+    remote_ids = [wire.remote_id_lookup_value(remote_id) for remote_id in payload.remoteIds]
+    found = batch.lookup(request.auth.tenant, request.auth, record_type, remote_ids)
+    return _json_of_many(
+        request,
+        {
+            "items": [
+                {
+                    "remoteId": remote_id,
+                    "record": record_out(found[remote_id], request.auth)
+                    if remote_id in found
+                    else None,
+                }
+                for remote_id in remote_ids
+            ]
+        },
+    )
+
+
+@router.post(
+    "/{record_type}/batch",
+    response={200: BatchWriteOut, **WRITE_ERRORS},
+    summary="Create or replace up to 500 records in one request",
+    description=(
+        "Each item without `localId` creates a record, as `POST /{recordType}`; an item with "
+        "`localId` replaces that record, as `PUT /{recordType}/{localId}` (send `remoteId`, "
+        "`data` and `customData`; `ifMatch` is that item's If-Match). Every item gets its "
+        "own outcome in `items`, in the request's order: `status` 201 or 200 with the "
+        "`record`, or the status and `error` body the single call would give (404, 409 with "
+        "`heldBy`, 412, 422...). An item's error does not stop the others. The items that "
+        "pass are written in one transaction, their remote ids as one batch (History, Undo). "
+        "A remoteId or localId given in two items is refused in both. 409 for the whole "
+        "request with `code: bulk_change_running` as for a single write; then nothing was "
+        "written."
+    ),
+)
+def write_batch(request, payload: BatchWrite, record_type: str = RecordType):
+    items = [_batch_item(item) for item in payload.items]
+    results = batch.write_batch(
+        request.auth.tenant, record_type, request.auth, _actor(request), items
+    )
+    written = {result.record_id for result in results if result.record_id}
+    records = {
+        record.pk: record
+        for record in queries.records_with_ids_and_custom_data(request.auth.tenant).filter(
+            pk__in=written
+        )
+    }
+    return _json_of_many(
+        request,
+        {
+            "items": [_batch_result(result, records, request.auth) for result in results],
+            "written": len(written),
+        },
+    )
+
+
+def _json_of_many(request, body: dict) -> HttpResponse:
+    """A batch's body, rendered as every response is (ninja's renderer) but without checking
+    500 records against the response schema again: record_out, the single calls' own
+    function, built them, and the check cost more than the query."""
+    return api.create_response(request, body, status=200)
+
+
+def _batch_item(item) -> batch.BatchItem:
+    missing = [
+        name
+        for name in ("remoteId", "data", "customData")
+        if item.localId is not None and name not in item.model_fields_set
+    ]
+    if missing:
+        return batch.BatchItem(local_id=item.localId, missing=missing)
+    sets_code = item.recordSource is not None and item.recordSource.sets_code
+    return batch.BatchItem(
+        local_id=item.localId,
+        if_match=item.ifMatch,
+        remote_id=item.remoteId,
+        remote_ref=item.remoteRef,
+        data=item.data,
+        custom_data=_entries(item.customData),
+        source_code=item.recordSource.code if sets_code else services.UNCHANGED,
+    )
+
+
+def _batch_result(result: batch.ItemResult, records: dict, connection) -> dict:
+    if result.error is not None:
+        return {"status": result.status, "error": domain_error_body(result.error)}
+    out = {"status": result.status, "record": record_out(records[result.record_id], connection)}
+    if result.status == 200:
+        out["keptCustomData"] = result.kept
+    return out
 
 
 @router.get(

@@ -352,6 +352,60 @@ class ErrorOut(Schema):
     heldBy: HeldBy | None = Field(None, description="409 on a remoteId: the record that holds it.")
 
 
+# --- batches ---------------------------------------------------------------------------
+
+BATCH_LIMIT = 500
+
+
+class BatchLookup(JsonObjectBody):
+    remoteIds: list[str] = Field(
+        min_length=1, max_length=BATCH_LIMIT, description="This connection's ids (1-500)."
+    )
+
+
+class LookupItem(Schema):
+    remoteId: str
+    record: RecordOut | None = Field(description="null: this connection knows no record by it.")
+
+
+class LookupOut(Schema):
+    items: list[LookupItem] = Field(description="One per remoteId asked for, in that order.")
+
+
+class BatchWriteItem(JsonObjectBody):
+    localId: str | None = Field(
+        None, description="Omitted: create a record (as POST). Given: replace it (as PUT)."
+    )
+    ifMatch: str | None = Field(
+        None, description="A replace's If-Match: the ETag (version) you read of that record."
+    )
+    remoteId: str | None = Field(None, description="This connection's id; null removes it.")
+    remoteRef: str | None = Field(None, description="Needs remoteId.")
+    data: dict[str, Any] = Field(default_factory=dict)
+    customData: dict[str, CustomDataEntryIn] = Field(
+        default_factory=dict, description=CUSTOM_DATA_DESCRIPTION
+    )
+    recordSource: RecordSourceIn | None = Field(
+        None, description='Optional `{"code": "..."}`, as in the single create and replace.'
+    )
+
+
+class BatchWrite(JsonObjectBody):
+    items: list[BatchWriteItem] = Field(min_length=1, max_length=BATCH_LIMIT)
+
+
+class BatchItemOut(Schema):
+    status: int = Field(description="201 created, 200 replaced, or the error's status.")
+    record: RecordOut | None = None
+    keptCustomData: list[str] | None = Field(None, description="As PUT returns it.")
+    error: ErrorOut | None = Field(None, description="The single call's error body.")
+
+
+class BatchWriteOut(Schema):
+    items: list[BatchItemOut] = Field(description="One per item sent, in that order.")
+    written: int = Field(description="How many items were written.")
+
+
 # --- records -> bodies -------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from .custom_data import (
     set_custom_data,
     upsert_cleaned,
 )
-from .errors import Conflict, StaleEdit, VersionMismatch
+from .errors import Conflict, StaleEdit
 from .models import AuditEntry, Batch, CustomData, Record, RemoteId
 from .queries import (
     records_with_ids_and_custom_data,
@@ -36,7 +36,7 @@ from .validation import (
     clean_record_type,
     clean_source_code,
 )
-from .versioning import claim_version
+from .versioning import claim_version, version_mismatch
 from .wire import clean_own_remote_id, clean_record_data, parse_custom_data_entries
 
 # update_record's source_code when the request does not set it: the code stays as it is.
@@ -220,12 +220,7 @@ def update_record(
         try:
             record = claim_version(record, if_version)
         except StaleEdit as stale:
-            raise VersionMismatch(
-                f"The record changed since you read it: it is at version {stale.current_version}, "
-                f"If-Match said {if_version}. Nothing was written; GET it again and reapply "
-                "your change.",
-                current_version=stale.current_version,
-            ) from None
+            raise version_mismatch(stale.current_version, if_version) from None
         changed = False
         if record.data != data:
             _save_field(record, "data", data, connection, actor, "Replaced the data")

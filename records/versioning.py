@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from .errors import StaleEdit
+from .errors import StaleEdit, VersionMismatch
 from .models import Record, RemoteId
 
 
@@ -58,3 +58,12 @@ def claim_version(record: Record, version: int | None) -> Record:
     if version is not None and current.version != version:
         raise stale_edit(current, {"version": current.version})
     return current
+
+
+def version_mismatch(current_version: int, asked: int) -> VersionMismatch:
+    """The API's 412: If-Match named a version the record is no longer at."""
+    return VersionMismatch(
+        f"The record changed since you read it: it is at version {current_version}, "
+        f"If-Match said {asked}. Nothing was written; GET it again and reapply your change.",
+        current_version=current_version,
+    )

@@ -96,3 +96,16 @@ def parse_custom_data_entries(tenant, entries: dict) -> list[CustomDataInput]:
             error.field = f"{field}.{error.field}" if error.field else field
             raise
     return parsed
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version an If-Match value asks for (`"7"`, `W/"7"` or `7`); None without one."""
+    if value is None or value.strip() == "*":
+        return None
+    value = value.strip().removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 9:
+        raise InvalidValue(
+            'If-Match must be the ETag of the record you read, e.g. "7" (its version).',
+            field="If-Match",
+        )
+    return int(value)

@@ -13,6 +13,8 @@ def test_the_openapi_schema_describes_every_endpoint_and_basic_auth():
     schema = Client().get("/api/v1/openapi.json").json()
     assert set(schema["paths"]) == {
         "/api/v1/{record_type}/by-remote-id",
+        "/api/v1/{record_type}/lookup",
+        "/api/v1/{record_type}/batch",
         "/api/v1/{record_type}",
         "/api/v1/{record_type}/{local_id}",
         "/api/v1/{record_type}/{local_id}/customdata",
