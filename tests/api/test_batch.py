@@ -161,7 +161,7 @@ def test_a_remote_id_in_two_items_is_refused_in_both(api):
     assert not Record.objects.exists()
 
 
-def test_an_id_another_items_record_holds_is_refused_as_the_single_put_would(api, order, warehouse, world):
+def test_an_id_another_item_holds_is_refused_as_the_single_put_would(api, order, warehouse, world):
     other = RecordFactory(tenant=world.tenant, record_type="order")
     RemoteIdFactory(record=other, connection=warehouse, remote_id="WH-2")
     body = {"data": {}, "customData": {}}
