@@ -324,6 +324,11 @@ class ChangeSet(ChangeSetBase):
     # stays 1 (an API create with an id is one write, not two).
     new_record_ids: frozenset = frozenset()
 
+    @property
+    def size(self) -> int:
+        """How big it is: its number of changes (a job applies it above the threshold)."""
+        return len(self.changes)
+
     def lock(self) -> None:
         single = len(self.changes) == 1
         connection_ids = integration_sides(self.integration) | {
@@ -1351,6 +1356,11 @@ class DeleteAll(ChangeSetBase):
     @property
     def tenant(self):
         return self.integration.tenant
+
+    @property
+    def size(self) -> int:
+        """How big it is: the references it removes, as the engine keeps them counted."""
+        return counts.counts_of(self.integration, self.record_type).linked
 
     def plan(self) -> Plan:
         result = Plan(self)

@@ -439,13 +439,18 @@ class TestLargeIntegrations:
 
         first = health_page(admin_client, world, "duplicates")
 
+        # Opening the page starts nothing (no GET writes): it offers "Scan now".
         assert first.status_code == 200
-        assert "Duplicates are being looked for" in page_text(first)
-        assert finding_rows(first) == []
+        assert "Not scanned for duplicates yet" in page_text(first)
+        assert not Job.objects.filter(kind="health_scan").exists()
+        admin_client.post(url(world, "health-scan"))
+        queued = health_page(admin_client, world, "duplicates")
+        assert "Duplicates are being looked for" in page_text(queued)
+        assert finding_rows(queued) == []
         job = Job.objects.get(kind="health_scan")
         assert job.params["record_types"] == ["order"]
-        # Another look while it is queued starts no second job.
-        health_page(admin_client, world, "duplicates")
+        # Another Scan now while it is queued starts no second job.
+        admin_client.post(url(world, "health-scan"))
         assert Job.objects.filter(kind="health_scan").count() == 1
 
         assert jobs.execute(job.pk) == "done"
@@ -469,7 +474,7 @@ class TestLargeIntegrations:
         shop_order(world, "5001", "1001")
         shop_order(world, "5002", "1002")
         link(world, "5002", "INV-2")
-        health_page(admin_client, world, "duplicates")
+        admin_client.post(url(world, "health-scan"))
         jobs.execute(Job.objects.get(kind="health_scan").pk)
         erp_only(world, "INV-9", "1001")
         assert finding_rows(health_page(admin_client, world, "duplicates")) == []
@@ -891,3 +896,39 @@ class TestRolesAndTenancy:
             )
         )
         assert response.status_code == 404
+
+
+# --- reading writes nothing ---------------------------------------------------------------------
+
+
+class TestReadingWritesNothing:
+    """Opening a Health page (a GET) starts no scan and writes no audit entry, even where a
+    scan is due: scans start from Scan now (a POST) or manage.py scan_health."""
+
+    def test_a_get_of_every_health_page_creates_no_job_and_no_audit_entry(
+        self, admin_client, world, reused, settings
+    ):
+        settings.REFDESK_HEALTH_LIVE_ROWS = 0  # every type is large: a scan is due
+        lost = shop_order(world, "5101", "1101")
+        link(world, "5101", "INV-101")
+        delete_reference(world.integration, lost, world.actor)
+        pages = [url(world, "health-overview")]
+        for finding in ("lost", "duplicates", "twins", "reused"):
+            pages += [
+                url(world, "health") + f"?finding={finding}",
+                url(world, "health-export") + f"?finding={finding}",
+            ]
+        pages += [url(world, name) for name in ("health-fix", "health-scan", "reconcile",
+                                               "reconcile-fix", "reconcile-sample")]  # fmt: skip
+        jobs_before, audit_before = Job.objects.count(), AuditEntry.objects.count()
+
+        for page in pages:
+            response = admin_client.get(page)
+            assert response.status_code in (200, 302), page
+            b"".join(response.streaming_content) if response.streaming else response.content
+
+        assert Job.objects.count() == jobs_before
+        assert AuditEntry.objects.count() == audit_before
+        assert "Not scanned for duplicates yet" in page_text(
+            admin_client.get(url(world, "health-overview"))
+        )
