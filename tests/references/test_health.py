@@ -13,6 +13,7 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.urls import reverse
 
 from records import changes, jobs
@@ -932,3 +933,17 @@ class TestReadingWritesNothing:
         assert "Not scanned for duplicates yet" in page_text(
             admin_client.get(url(world, "health-overview"))
         )
+
+    def test_the_periodic_command_starts_the_scans_that_are_due_once(self, world, settings):
+        settings.REFDESK_HEALTH_LIVE_ROWS = 0
+        shop_order(world, "5001", "1001")
+        erp_only(world, "INV-9", "1001")
+
+        call_command("scan_health", stdout=io.StringIO())
+        call_command("scan_health", stdout=io.StringIO())  # it runs already: not again
+
+        job = Job.objects.get(kind="health_scan")
+        assert job.actor == "system/health-scan"
+        assert jobs.execute(job.pk) == "done"
+        call_command("scan_health", stdout=io.StringIO())  # just scanned: not due
+        assert Job.objects.filter(kind="health_scan").count() == 1
