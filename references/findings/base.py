@@ -60,6 +60,9 @@ class Finding:
     # Its help, table head, row and empty state: included with part="help" / "head" / ...
     template: ClassVar[str]
     scanned: ClassVar[bool] = False  # large integrations: found by a scan job
+    # Its rows are unlinked source records the target probably has already: the forecast of
+    # the next sync says how many of the records it creates exist there.
+    already_in_target: ClassVar[bool] = False
     do_not_call_in_templates = True  # a template lists the classes of the registry
 
     def __init__(self, scope: Scope):

@@ -134,6 +134,7 @@ class ProbableDuplicates(ScannedDuplicates):
     label = "Probable duplicates"
     fixes = (Fix("merge", "Link to the duplicate and merge"),)
     template = "references/findings/duplicates.html"
+    already_in_target = True
 
     def live_rows(self):
         return duplicate_rows(self.integration, self.record_type)

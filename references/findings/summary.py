@@ -21,6 +21,7 @@ class EntityHealth:
     unlinked: Count
     lost: Count
     found: dict[str, Count] = field(default_factory=dict)  # per finding name
+    already_in_target: int = 0  # of the unlinked, how many the target probably has
     # Large integrations: scanned findings come from the latest scan (None: not scanned yet).
     as_of: datetime | None = None
     scanned: bool = False
@@ -38,8 +39,8 @@ class EntityHealth:
         return sum(int(count) for count in self.found.values())
 
     def forecast(self, integration) -> str:
-        duplicates = int(self.found.get("duplicates", 0))
-        return forecast(integration, self.record_type, int(self.unlinked), duplicates)
+        unlinked = int(self.unlinked)
+        return forecast(integration, self.record_type, unlinked, self.already_in_target)
 
 
 def entity_health(integration, record_type: str, kept: counts.Counts | None = None) -> EntityHealth:
@@ -53,6 +54,9 @@ def entity_health(integration, record_type: str, kept: counts.Counts | None = No
         unlinked=Count(kept.unlinked),
         lost=Count(kept.lost),
         found={finding.name: finding.count(kept) for finding in findings},
+    )
+    health.already_in_target = sum(
+        int(health.found[finding.name]) for finding in findings if finding.already_in_target
     )
     if any(finding.scanned for finding in findings) and scope.large:
         health.scanned = True
