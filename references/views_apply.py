@@ -106,8 +106,9 @@ class PreviewApplyView(IntegrationMixin, TemplateView):
             change_set = self.change_set()
             if not self.confirmed():
                 return self.preview(change_set)
-            if jobs.runs_as_job(change_set.size):
-                return self.started(self.start_job(change_set.size))
+            size = change_set.size
+            if jobs.runs_as_job(size):
+                return self.started(self.start_job(size))
             applied = self.apply(change_set)
         except DomainError as error:
             messages.error(request, refusal_message(request, error))

@@ -175,7 +175,6 @@ class HealthFixView(HealthMixin, PreviewApplyView):
     with `confirm` to apply it as one restorable batch (a background job when large). A fix
     that is not previewed (acknowledge) is done at once."""
 
-    template_name = "references/preview.html"
     job_kind = "health_fix"
 
     @cached_property

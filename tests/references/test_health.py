@@ -926,7 +926,8 @@ class TestReadingWritesNothing:
         for page in pages:
             response = admin_client.get(page)
             assert response.status_code in (200, 302), page
-            b"".join(response.streaming_content) if response.streaming else response.content
+            if response.streaming:  # an export is read to its end, as a download is
+                b"".join(response.streaming_content)
 
         assert Job.objects.count() == jobs_before
         assert AuditEntry.objects.count() == audit_before
@@ -947,3 +948,42 @@ class TestReadingWritesNothing:
         assert jobs.execute(job.pk) == "done"
         call_command("scan_health", stdout=io.StringIO())  # just scanned: not due
         assert Job.objects.filter(kind="health_scan").count() == 1
+
+
+# --- a finding is one declared class ------------------------------------------------------------
+
+
+class TestAFindingIsOneClass:
+    def test_a_registered_class_gets_its_tab_list_fix_and_export(
+        self, admin_client, world, monkeypatch
+    ):
+        """A new finding needs its class and its place in the registry: the page, the fix
+        and the export follow (here: lost links of the last day, on the lost links' template)."""
+        from references import findings
+        from references.findings.lost import LostLinks
+
+        class LostToday(LostLinks):
+            name = "lost-today"
+            label = "Lost today"
+
+            def rows(self):
+                return super().rows().filter(record__last_modified__gte=world.tenant.created_at)
+
+        monkeypatch.setitem(findings.FINDINGS, LostToday.name, LostToday)
+        order = shop_order(world, "5001", "1001")
+        link(world, "5001", "INV-1")
+        delete_reference(world.integration, order, world.actor)
+
+        page = health_page(admin_client, world, "lost-today")
+        export = admin_client.get(url(world, "health-export") + "?finding=lost-today")
+        exported = b"".join(export.streaming_content).decode()
+        done = fix(admin_client, world, "lost-today", "relink", source_row(world, "5001").pk,
+                   confirm=True, follow=True)  # fmt: skip
+
+        assert "Lost today 1" in page_text(page)
+        (shown,) = finding_rows(page)
+        assert "5001" in shown and "INV-1" in shown
+        assert "health-lost-today-orders-" in export["Content-Disposition"]
+        assert "5001" in exported
+        assert "Put back 1 lost order link" in page_text(done)
+        assert target_of(world, order) == "INV-1"
