@@ -943,11 +943,14 @@ class TestReadingWritesNothing:
         call_command("scan_health", stdout=io.StringIO())
         call_command("scan_health", stdout=io.StringIO())  # it runs already: not again
 
-        job = Job.objects.get(kind="health_scan")
+        # (The world's other integrations count as large too on PostgreSQL, whose planner
+        # estimates an empty set above a limit of 0: they get their own job.)
+        scans = Job.objects.filter(kind="health_scan", integration=world.integration)
+        (job,) = scans
         assert job.actor == "system/health-scan"
         assert jobs.execute(job.pk) == "done"
         call_command("scan_health", stdout=io.StringIO())  # just scanned: not due
-        assert Job.objects.filter(kind="health_scan").count() == 1
+        assert scans.count() == 1
 
 
 # --- a finding is one declared class ------------------------------------------------------------
