@@ -1273,12 +1273,12 @@ def once_health_fix(world, session: Session, rows: int = 10_000) -> list[dict]:
 def scan_health(world) -> list[dict]:
     """What the health_scan job does for every entity type (duplicates and twins), timed:
     the Health pages of a large integration read its result."""
-    from references import health
+    from references.findings import findings_of, scans
 
     log("health scan: duplicates and twins of every entity type")
     t0 = time.perf_counter()
     for record_type in world.main.synced_entity_types:
-        health.scan(world.main, record_type)
+        scans.scan([f for f in findings_of(world.main, record_type) if f.scanned])
     return [
         {
             "key": "health_scan",

@@ -124,15 +124,15 @@ def step_lose_links(world, state: dict) -> str:
 
 
 def step_health_fix(world, state: dict) -> str:
-    from references import health
+    from references.findings.lost import LostLinks, lost_rows
 
-    lost = health.finding_rows(world.main, "stock", health.LOST).count()
+    lost = lost_rows(world.main, "stock").count()
     job = run_job(
         "health_fix",
         world,
         "stock",
         "Put back lost links",
-        finding=health.LOST,
+        finding=LostLinks.name,
         action="relink",
         rows=None,
     )

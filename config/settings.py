@@ -140,7 +140,7 @@ else:
 # smaller ones run in the request.
 REFDESK_JOB_THRESHOLD = int(os.environ.get("REFDESK_JOB_THRESHOLD", "5000"))
 # Above this many target ids of a type, Health's duplicates come from a scan job
-# (references.health.scan), not from every page view.
+# (references.findings.scans), not from every page view.
 REFDESK_HEALTH_LIVE_ROWS = int(os.environ.get("REFDESK_HEALTH_LIVE_ROWS", "50000"))
 
 AUTH_PASSWORD_VALIDATORS = [

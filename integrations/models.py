@@ -15,7 +15,7 @@ def new_hex_id() -> str:
 
 HEX32_PATTERN = r"^[0-9a-f]{32}$"
 
-# What says two records are the same thing (references.health, suggested links): the remote
+# What says two records are the same thing (references.findings, suggested links): the remote
 # ref, or a field of the record's data. Each integration may choose its own per entity type.
 REMOTE_REF = "remote_ref"
 DEFAULT_MATCH_KEYS = {

@@ -243,7 +243,7 @@ class RemoteIdFingerprint(models.Model):
     Written by records.changes with every remote id it writes. A person's change (a user
     actor) sets it anew; a sync's (a connection or system actor) keeps it, and when that write
     puts the id on another record, or changes a ref it had to another value, `reused_at` is
-    set: the remote system probably reused the id after a wipe (references.health).
+    set: the remote system probably reused the id after a wipe (references.findings).
     """
 
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, db_index=False)

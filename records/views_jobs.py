@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.shortcuts import render
 from django.views import View
+from django_htmx.http import HttpResponseClientRefresh
 
 from common.lists import positive_int
 from common.paging import page_of
@@ -51,16 +52,15 @@ class JobDetailView(TenantMixin, View):
             Job.objects.select_related("integration__source", "integration__target", "batch"),
             pk=self.kwargs["job_id"],
         )
+        refresh = request.GET.get("refresh") == "1"
+        if request.htmx and refresh and not job.is_active:
+            level = messages.ERROR if job.state == Job.State.FAILED else messages.SUCCESS
+            messages.add_message(request, level, job_finished_message(job))
+            return HttpResponseClientRefresh()
         if request.htmx:
             response = render(
-                request,
-                "records/partials/job_status.html",
-                {"job": job, "refresh": request.GET.get("refresh") == "1"},
+                request, "records/partials/job_status.html", {"job": job, "refresh": refresh}
             )
-            if request.GET.get("refresh") == "1" and not job.is_active:
-                level = messages.ERROR if job.state == Job.State.FAILED else messages.SUCCESS
-                messages.add_message(request, level, job_finished_message(job))
-                response["HX-Refresh"] = "true"
         else:
             references = (
                 references_url(request.tenant.slug, job.integration, job.record_type)

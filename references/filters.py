@@ -88,7 +88,7 @@ class ReferenceFilterSet(django_filters.FilterSet):
         return values
 
     def filter_linked(self, rows, name, value):
-        """Linked, unlinked, and the unlinked split by their history (references.health):
+        """Linked, unlinked, and the unlinked split by their history (references.findings):
         lost (linked before) or never linked."""
         target = target_row(self.integration)
         if value == "linked":

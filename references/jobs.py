@@ -1,5 +1,6 @@
-"""Job kinds of the References pages (records.jobs runs them): a large CSV import, and the
-comparison and fix of a large reconcile export."""
+"""Job kinds of the References pages (records.jobs runs them): a large CSV import, the
+comparison and fix of a large reconcile export, a large Health fix (of any registered finding)
+and a Health scan."""
 
 from common.errors import DomainError
 from records import changes
@@ -7,7 +8,8 @@ from records.audit import Actor
 from records.jobs import job_kind
 from records.models import Job
 
-from . import health, imports, reconcile
+from . import findings, imports, reconcile
+from .findings import scans
 from .models import ImportUpload, ReconcileUpload
 
 
@@ -63,24 +65,25 @@ def _reconcile_upload(job: Job) -> ReconcileUpload:
 
 @job_kind("health_fix")
 def apply_health_fix_job(job: Job, progress):
-    finding, action = job.params["finding"], job.params["action"]
-    rows = health.finding_rows(job.integration, job.record_type, finding)
+    scope = findings.Scope(job.integration, job.record_type)
+    finding = findings.finding_named(job.integration, job.record_type, job.params["finding"], scope)
+    fix = finding.fix(job.params["action"])
+    rows = finding.rows()
     if job.params.get("rows") is not None:  # None: every row of the finding
         rows = rows.filter(pk__in=job.params["rows"])
     rows = list(rows)
     if not rows:
         raise DomainError("These rows no longer need this fix. Nothing was changed.")
-    change_set = health.fix_change_set(
-        job.integration, job.record_type, finding, action, rows, Actor.parse(job.actor)
-    )
-    applied = health.apply_fix(job.integration, finding, change_set, rows, progress)
+    change_set = finding.change_set(fix, rows, Actor.parse(job.actor))
+    applied = finding.apply(fix, change_set, rows, progress=progress)
     return applied.batch, {key: value for key, value in applied.counts.items() if value}
 
 
-@job_kind("health_scan")
+@job_kind(scans.SCAN_JOB)
 def scan_health_job(job: Job, progress):
     found = {}
     for record_type in job.params.get("record_types") or [job.record_type]:
-        for kept in health.scan(job.integration, record_type, progress):
+        scanned = [f for f in findings.findings_of(job.integration, record_type) if f.scanned]
+        for kept in scans.scan(scanned, progress):
             found[f"{record_type} {kept.finding}"] = kept.count
     return None, found

@@ -137,8 +137,8 @@ class HealthScan(models.Model):
     """A finding computed by a job, for an integration too large to compute it per page view.
 
     Probable duplicates and second target records compare keys over every record only the
-    target knows: 300 ms at a million references. references.health computes them live on
-    smaller data and from the latest scan on larger data ("as of 10:42", with Refresh).
+    target knows: 300 ms at a million references. references.findings computes them live on
+    smaller data and from the latest scan on larger data ("as of 10:42", with Scan now).
     """
 
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)

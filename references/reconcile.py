@@ -39,7 +39,7 @@ from records import changes
 from records.audit import Actor
 from records.models import AuditEntry, Batch, RemoteId
 
-from .health import key_expression, target_only_rows
+from .findings.keys import key_expression, target_only_rows
 from .imports import ImportFileError, _sniff_delimiter, read_upload, unescape_cell
 from .models import ReconcileLine, ReconcileUpload
 from .services import check_entity_type, reference_change_set, unlinked_source_rows

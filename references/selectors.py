@@ -23,7 +23,7 @@ LINKED_CHOICES = (
     ("all", "All"),
     ("linked", "Linked"),
     ("unlinked", "Unlinked"),
-    # Unlinked, split by their history (references.health): linked before, or never.
+    # Unlinked, split by their history (references.findings): linked before, or never.
     ("lost", "Lost"),
     ("never", "Never linked"),
 )

@@ -186,8 +186,14 @@ def start_delete_all_job(integration, record_type: str, actor: Actor, count: int
         integration=integration,
         record_type=record_type,
         total=count,
-        description=f"Delete all {count:,} {record_type} references of "
-        f"{integration.source.name} → {integration.target.name}",
+        description=delete_all_description(integration, record_type, count),
+    )
+
+
+def delete_all_description(integration, record_type: str, count: int) -> str:
+    return (
+        f"Delete all {count:,} {record_type} references of "
+        f"{integration.source.name} → {integration.target.name}"
     )
 
 

@@ -19,7 +19,8 @@ from records import jobs
 from records.counts import counts_of
 from records.models import AuditEntry, Batch
 
-from . import exports, health, imports, suggestions
+from . import exports, imports, suggestions
+from .findings.wording import creates_after
 from .mixins import IntegrationMixin
 from .models import ImportUpload
 from .views_restore import undo_form
@@ -124,9 +125,7 @@ class ImportView(IntegrationMixin, TemplateView):
         are no longer created by the next sync."""
         linked_now = sum(1 for row in new if row.source_row is not None and not row.target_row)
         unlinked = counts_of(self.integration, self.record_type).unlinked
-        return health.creates_after(
-            self.integration, self.record_type, max(0, unlinked - linked_now)
-        )
+        return creates_after(self.integration, self.record_type, max(0, unlinked - linked_now))
 
     def applied_context(self, upload):
         batch = upload.batch

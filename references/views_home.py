@@ -13,7 +13,7 @@ from integrations.models import Integration
 from integrations.tenancy import TenantMixin
 from records import counts
 
-from .health import entity_health
+from .findings.summary import entity_health
 
 
 class TenantHomeView(TenantMixin, TemplateView):

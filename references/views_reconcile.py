@@ -8,24 +8,23 @@ from __future__ import annotations
 import csv
 import io
 
-from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.utils.html import format_html
+from django.utils.functional import cached_property
 from django.views.generic import TemplateView, View
 
 from common.errors import DomainError
 from common.paging import paged
 from integrations.models import REMOTE_REF
-from records import changes, jobs
+from records import jobs
 from records.models import Job, Record, RemoteId
 
 from . import reconcile
 from .models import ReconcileLine, ReconcileUpload
 from .services import unlinked_source_rows
-from .views_health import NEWEST_FIRST, PAGE_SIZE, PREVIEW_LINES, HealthMixin, describe
-from .views_restore import undo_form
+from .views_apply import PreviewApplyView
+from .views_health import NEWEST_FIRST, PAGE_SIZE, HealthMixin
 
 
 class ReconcileView(HealthMixin, TemplateView):
@@ -144,74 +143,59 @@ class ReconcileView(HealthMixin, TemplateView):
         }
 
 
-class ReconcileFixView(HealthMixin, TemplateView):
+class ReconcileFixView(HealthMixin, PreviewApplyView):
     """The reconcile report's fix: preview (the engine's plan), then apply with `confirm`."""
 
-    admin_required = True
-    template_name = "references/health_fix.html"
+    job_kind = "reconcile_apply"
 
     def get(self, request, *args, **kwargs):
         return redirect(self.url("reconcile"))
 
-    def post(self, request, *args, **kwargs):
-        upload = get_object_or_404(
+    @cached_property
+    def upload(self) -> ReconcileUpload:
+        return get_object_or_404(
             ReconcileUpload.objects.for_tenant(self.tenant).filter(
                 integration=self.integration, record_type=self.record_type
             ),
-            token=request.POST.get("upload", ""),
+            token=self.request.POST.get("upload", ""),
         )
-        back = f"{self.url('reconcile')}?upload={upload.token}"
-        try:
-            change_set = reconcile.fix_change_set(upload, self.actor)
-            if request.POST.get("confirm") != "1":
-                plan = changes.plan(change_set)
-                return self.render_to_response(
-                    self.get_context_data(
-                        finding="reconcile",
-                        finding_label="Reconcile",
-                        action_label="Remove the stale ids and link the matched ones",
-                        plan=plan,
-                        counts=plan.counts,
-                        described=[describe(plan, line) for line in plan.lines[:PREVIEW_LINES]],
-                        more=max(0, len(plan.lines) - PREVIEW_LINES),
-                        upload=upload,
-                        fix_url=self.url("reconcile-fix"),
-                        back_url=back,
-                        runs_as_job=jobs.runs_as_job(len(plan.lines)),
-                    )
-                )
-            if jobs.runs_as_job(len(change_set.changes)):
-                upload.job = jobs.start_job(
-                    "reconcile_apply",
-                    tenant=self.tenant,
-                    actor=self.actor,
-                    integration=self.integration,
-                    record_type=self.record_type,
-                    params={"upload_id": upload.pk},
-                    total=len(change_set.changes),
-                    description=f"Reconcile {len(change_set.changes):,} {self.record_type} ids "
-                    f"with {upload.filename or 'a remote export'}",
-                )
-                upload.save(update_fields=["job"])
-                return HttpResponseRedirect(back)
-            applied = changes.apply(change_set)
-        except DomainError as error:
-            messages.error(request, error.message)
-            return HttpResponseRedirect(back)
-        if applied.batch is None:
-            messages.error(request, "Nothing was changed: every change was refused.")
-            return HttpResponseRedirect(back)
-        upload.batch = applied.batch
-        upload.save(update_fields=["batch"])
-        messages.success(
-            request,
-            format_html(
-                "{}. {}",
-                applied.batch.description,
-                undo_form(request, applied.batch, next_url=back),
-            ),
+
+    def change_set(self):
+        return reconcile.fix_change_set(self.upload, self.actor)
+
+    def back_url(self) -> str:
+        return f"{self.url('reconcile')}?upload={self.upload.token}"
+
+    def job_params(self) -> dict:
+        return {"upload_id": self.upload.pk}
+
+    def job_description(self, size: int) -> str:
+        return (
+            f"Reconcile {size:,} {self.record_type} ids "
+            f"with {self.upload.filename or 'a remote export'}"
         )
-        return HttpResponseRedirect(back)
+
+    def preview_context(self) -> dict:
+        return {
+            "finding_label": "Reconcile",
+            "action_label": "Remove the stale ids and link the matched ones",
+            "confirm_fields": [("upload", self.upload.token)],
+        }
+
+    def started(self, job):
+        """The report shows the job's progress."""
+        self.upload.job = job
+        self.upload.save(update_fields=["job"])
+        return HttpResponseRedirect(self.back_url())
+
+    def refused(self, plan) -> str:
+        return "every change was refused."
+
+    def done(self, applied):
+        if applied.batch is not None:
+            self.upload.batch = applied.batch
+            self.upload.save(update_fields=["batch"])
+        return super().done(applied)
 
 
 class ReconcileSampleView(HealthMixin, View):

@@ -2,7 +2,8 @@
 
 RestoreBatchView is the one view that restores a batch, whatever wrote it: a delete or a
 delete-all from the References page, an import, accepted suggestions, a Health or reconcile
-fix. `undo_form` renders the Undo button that posts to it.
+fix. The `undo_button` tag (templatetags/references_tags.py) renders the Undo button that
+posts to it; `undo_form` is the same button for a message built in a view.
 """
 
 from __future__ import annotations
@@ -15,19 +16,20 @@ from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views import View
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, reswap
 
 from common.entities import slug_of
 from common.errors import DomainError
-from records.errors import BulkChangeRunning
 from records.models import Batch
 
-from . import health, services
+from . import services
+from .findings.wording import creates_after
 from .forms import DeleteAllForm
+from .templatetags.references_tags import undo_context
+from .views_apply import PreviewApplyView, refusal_message
 from .views_table import ReferencesPageMixin, singular
 
 # What the References page deletes: restored in its tab, counted as references. Any other
@@ -36,49 +38,44 @@ REFERENCE_DELETES = (Batch.Kind.DELETE, Batch.Kind.DELETE_ALL)
 
 
 def undo_form(request, batch: Batch, label: str = "Undo", *, next_url="", in_table=False) -> str:
-    """The Undo button of a toast or a result. In the References table (`in_table`) it swaps
-    the table in place; elsewhere it returns to `next_url` (default: this request's page)."""
-    if in_table:
-        url = reverse(
-            "references:restore", kwargs={"tenant_slug": request.tenant.slug, "batch_id": batch.pk}
-        )
-    else:
-        url = reverse(
-            "references:backfill-undo",
-            kwargs={
-                "tenant_slug": request.tenant.slug,
-                "integration_id": batch.integration_id,
-                "entity": slug_of(batch.record_type),
-                "batch_id": batch.pk,
-            },
-        )
-        next_url = next_url or request.get_full_path()
+    """The Undo button as HTML, for a message built in a view (the import pages; the others
+    render the `undo_button` tag in their template)."""
     context = {
-        "url": url,
-        "label": label,
-        "next": next_url,
-        "in_table": in_table,
+        **undo_context(request, batch, label, next_url=next_url, in_table=in_table),
         "csrf_token": get_token(request),
     }
     # Rendered (so escaped) by the template: a message may carry it as HTML.
     return mark_safe(render_to_string("references/partials/undo_form.html", context).strip())
 
 
-def refusal_message(request, error: DomainError) -> str:
-    """A refused change as a toast: its message, with a link to the progress of the bulk
-    change that refused it, if any."""
-    job = error.job if isinstance(error, BulkChangeRunning) else None
-    if job is None:
-        return error.message
-    url = reverse("records:job", args=[request.tenant.slug, job.pk])
-    return format_html('{} <a href="{}">See its progress</a>', error.message, url)
+class DeleteAllView(ReferencesPageMixin, PreviewApplyView):
+    """Delete all references of a tab. Its preview is the confirmation page (what goes, and
+    the entity's name to type); the POST with the name typed applies it (a job when large)."""
 
-
-class DeleteAllView(ReferencesPageMixin, View):
     admin_required = True
+    job_kind = "delete_all"
 
     def get(self, request, *args, **kwargs):
         return self.render_page(DeleteAllForm(expected=self.entity))
+
+    @cached_property
+    def form(self) -> DeleteAllForm:
+        return DeleteAllForm(self.request.POST, expected=self.entity)
+
+    def change_set(self):
+        return services.delete_all_change_set(self.integration, self.record_type, self.actor)
+
+    def confirmed(self) -> bool:
+        return self.form.is_valid()
+
+    def preview(self, change_set):
+        return self.render_page(self.form, status=422)
+
+    def back_url(self) -> str:
+        return self.list_url()
+
+    def job_description(self, size: int) -> str:
+        return services.delete_all_description(self.integration, self.record_type, size)
 
     def render_page(self, form, status=200):
         kept = self.kept_counts[self.record_type]
@@ -88,35 +85,23 @@ class DeleteAllView(ReferencesPageMixin, View):
             "form": form,
             "count": count,
             # The Health page's forecast, for what this would leave behind.
-            "forecast_after": health.creates_after(
-                self.integration, self.record_type, count + unlinked
-            ),
+            "forecast_after": creates_after(self.integration, self.record_type, count + unlinked),
             "list_url": self.list_url(),
             "delete_all_url": self.url("delete_all"),
         }
         return render(self.request, "references/delete_all.html", context, status=status)
 
-    def post(self, request, *args, **kwargs):
-        form = DeleteAllForm(request.POST, expected=self.entity)
-        if not form.is_valid():
-            return self.render_page(form, status=422)
-        count = self.kept_counts[self.record_type].linked
-        job = services.start_delete_all_job(self.integration, self.record_type, self.actor, count)
-        if job is not None:
-            messages.info(
-                request,
-                f"Deleting {count:,} {singular(self.record_type)} references in the background. "
-                "You can leave this page; the Restore button appears here when it is done.",
-            )
-            return HttpResponseRedirect(self.list_url())
-        try:
-            batch = services.delete_all_references(self.integration, self.record_type, self.actor)
-        except DomainError as error:
-            messages.error(request, refusal_message(request, error))
-            return HttpResponseRedirect(self.list_url())
-        messages.success(
-            request, f"Deleted {batch.row_count} {singular(self.record_type)} references."
+    def started(self, job):
+        messages.info(
+            self.request,
+            f"Deleting {job.total:,} {singular(self.record_type)} references in the background. "
+            "You can leave this page; the Restore button appears here when it is done.",
         )
+        return HttpResponseRedirect(self.list_url())
+
+    def done(self, applied):
+        count = applied.batch.row_count
+        messages.success(self.request, f"Deleted {count} {singular(self.record_type)} references.")
         return HttpResponseRedirect(self.list_url())
 
 
@@ -208,7 +193,5 @@ class RestoreBatchView(ReferencesPageMixin, View):
             self.kwargs.update(tab)
             return self.render_table()
         if request.htmx:
-            response = render(request, "partials/messages.html", {"oob": True})
-            response["HX-Reswap"] = "none"
-            return response
+            return reswap(render(request, "partials/messages.html", {"oob": True}), "none")
         return HttpResponseRedirect(list_url)

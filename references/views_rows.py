@@ -8,8 +8,8 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
-from django.utils.html import format_html
 from django.views import View
+from django_htmx.http import reswap, retarget
 
 from common.errors import DomainError
 from records.errors import StaleEdit
@@ -19,7 +19,7 @@ from records.versioning import reference_snapshot
 
 from . import services
 from .forms import EditReferenceForm, ReferenceForm
-from .views_restore import refusal_message, undo_form
+from .views_apply import refusal_message, toast_html
 from .views_table import ReferencesPageMixin
 
 HISTORY_LIMIT = 25
@@ -63,9 +63,7 @@ class AddReferenceView(ReferencesPageMixin, View):
                 if not request.htmx:
                     return HttpResponseRedirect(self.list_url())
                 response = self.render_table(pinned=record, extra={"close_add": True})
-                response["HX-Retarget"] = "#ref-table"
-                response["HX-Reswap"] = "outerHTML"
-                return response
+                return reswap(retarget(response, "#ref-table"), "outerHTML")
         return self.render_form(form, status=422)
 
 
@@ -158,7 +156,11 @@ class DeleteReferenceView(ReferencesPageMixin, View):
             )
         messages.success(
             request,
-            format_html("{}. {}", batch.description, undo_form(request, batch, in_table=True)),
+            toast_html(
+                "references/partials/applied_message.html",
+                {"batch": batch, "in_table": True},
+                request,
+            ),
         )
         if not request.htmx:
             return HttpResponseRedirect(self.list_url())

@@ -17,6 +17,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views import View
+from django_htmx.http import push_url
 
 from common.counting import Count, capped_count
 from common.entities import EntityType, slug_of
@@ -25,8 +26,8 @@ from common.paging import DEFAULT_PAGE_SIZE
 from records.jobs import active_restore, jobs_to_show
 from records.models import Record
 
-from . import health
 from .filters import DEFAULTS, ReferenceFilterSet
+from .findings.lost import losses
 from .forms import ReferenceForm
 from .mixins import IntegrationMixin
 from .selectors import (
@@ -79,11 +80,12 @@ class ReferencesPageMixin(IntegrationMixin, ListMixin):
         return f"showing {default}" if default else "not filtered by it"
 
     def list_template(self) -> str:
-        if self.request.htmx and self.request.htmx.target == "ref-table":
+        """ListMixin's choice (a history restore gets the full page), and the table alone
+        when htmx swaps only the table."""
+        htmx = self.request.htmx
+        if htmx and not htmx.history_restore_request and htmx.target == "ref-table":
             return TABLE_TEMPLATE
-        if self.request.htmx:
-            return self.partial_template_name
-        return self.template_name
+        return super().list_template()
 
     def get_record(self) -> Record:
         return self.get_object_or_404(
@@ -253,7 +255,7 @@ class ReferencesPageMixin(IntegrationMixin, ListMixin):
         unlinked_on_page = [row.record_id for row in rows if not row.target_remote_id]
         # No lost link in the tab (the kept count says so): nothing to look up.
         lost = (
-            health.losses(self.integration, self.record_type, unlinked_on_page)
+            losses(self.integration, self.record_type, unlinked_on_page)
             if unlinked_on_page and self.kept_counts[self.record_type].lost
             else {}
         )
@@ -368,7 +370,7 @@ class ReferenceListView(ReferencesPageMixin, View):
             context["add_form"] = ReferenceForm()
         response = render(request, self.list_template(), context)
         if request.htmx:
-            response["HX-Push-Url"] = context["current_url"]
+            push_url(response, context["current_url"])
         return response
 
 

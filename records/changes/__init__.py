@@ -25,7 +25,7 @@ Where things are:
 
 from .bulk import DeleteAll, linked_target_rows
 from .changeset import ChangeSet
-from .engine import ChangeSetBase, apply, plan
+from .engine import ChangeSetBase, apply, intent, plan
 from .messages import describe_edit, side_names
 from .restore import Restore, RestoreConflict
 from .types import (
@@ -70,6 +70,7 @@ __all__ = [
     "RestoreConflict",
     "Write",
     "apply",
+    "intent",
     "describe_edit",
     "linked_target_rows",
     "plan",

@@ -49,6 +49,11 @@ class DeleteAll(ChangeSetBase):
     def tenant(self):
         return self.integration.tenant
 
+    @property
+    def size(self) -> int:
+        """How big it is: the references it removes, as the engine keeps them counted."""
+        return counts.counts_of(self.integration, self.record_type).linked
+
     def plan(self) -> Plan:
         result = Plan(self)
         result.counts[REMOVED] = linked_target_rows(self.integration, self.record_type).count()

@@ -62,6 +62,11 @@ class ChangeSet(ChangeSetBase):
     new_record_ids: frozenset = frozenset()
 
     @property
+    def size(self) -> int:
+        """How big it is: its number of changes (a job applies it above the threshold)."""
+        return len(self.changes)
+
+    @property
     def source(self):
         return self.integration.source if self.integration else None
 

@@ -14,6 +14,7 @@ from records.errors import Conflict
 from records.models import Batch, writing
 
 from . import messages
+from .kinds import kind_of
 from .types import Applied, Plan, ProgressCallback
 
 
@@ -122,6 +123,11 @@ def apply(change_set: ChangeSetBase, *, progress: ProgressCallback | None = None
         raise locks.bulk_change_running(
             change_set.tenant, change_set.record_type, change_set.integration
         ) from error
+
+
+def intent(plan: Plan, line) -> str:
+    """What a planned change does, in words, for a preview ("Link 5001 → INV-1")."""
+    return kind_of(line.change.action).intent(line, plan)
 
 
 def raise_if_strict(change_set: ChangeSetBase, result: Plan) -> None:

@@ -12,7 +12,8 @@ from records import counts
 from records.audit import Actor
 from records.models import ReferenceCount, writing
 from records.services import create_record_with_remote_id, update_record
-from references import health
+from references.findings import finding_named
+from references.findings.lost import lost_rows
 from references.imports import apply_import
 from references.services import (
     ReferenceInput,
@@ -34,7 +35,7 @@ def full_count(integration, record_type="order") -> counts.Counts:
     return counts.Counts(
         linked=count_references(integration, record_type),
         unlinked=count_unlinked(integration, record_type),
-        lost=health.lost_rows(integration, record_type).count(),
+        lost=lost_rows(integration, record_type).count(),
     )
 
 
@@ -105,11 +106,10 @@ def test_every_kind_of_write_keeps_the_counts_exact(world):
     victim = make_reference(integration, source_id="S40", target_id="T40")
     counts.recount(integration, "order")
     lost_batch = delete_reference(integration, victim, world.actor)
-    rows = health.finding_rows(integration, "order", health.LOST).filter(record=victim)
-    change_set = health.fix_change_set(
-        integration, "order", health.LOST, "relink", rows, world.actor
-    )
-    health.apply_fix(integration, health.LOST, change_set, rows)
+    lost = finding_named(integration, "order", "lost")
+    rows = list(lost.rows().filter(record=victim))
+    relink = lost.fix("relink")
+    lost.apply(relink, lost.change_set(relink, rows, world.actor), rows)
     check("health: put back a lost link")
     assert lost_batch.pk and kept(integration).lost == full_count(integration).lost
 

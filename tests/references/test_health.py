@@ -13,6 +13,7 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.urls import reverse
 
 from records import changes, jobs
@@ -439,13 +440,18 @@ class TestLargeIntegrations:
 
         first = health_page(admin_client, world, "duplicates")
 
+        # Opening the page starts nothing (no GET writes): it offers "Scan now".
         assert first.status_code == 200
-        assert "Duplicates are being looked for" in page_text(first)
-        assert finding_rows(first) == []
+        assert "Not scanned for duplicates yet" in page_text(first)
+        assert not Job.objects.filter(kind="health_scan").exists()
+        admin_client.post(url(world, "health-scan"))
+        queued = health_page(admin_client, world, "duplicates")
+        assert "Duplicates are being looked for" in page_text(queued)
+        assert finding_rows(queued) == []
         job = Job.objects.get(kind="health_scan")
         assert job.params["record_types"] == ["order"]
-        # Another look while it is queued starts no second job.
-        health_page(admin_client, world, "duplicates")
+        # Another Scan now while it is queued starts no second job.
+        admin_client.post(url(world, "health-scan"))
         assert Job.objects.filter(kind="health_scan").count() == 1
 
         assert jobs.execute(job.pk) == "done"
@@ -469,7 +475,7 @@ class TestLargeIntegrations:
         shop_order(world, "5001", "1001")
         shop_order(world, "5002", "1002")
         link(world, "5002", "INV-2")
-        health_page(admin_client, world, "duplicates")
+        admin_client.post(url(world, "health-scan"))
         jobs.execute(Job.objects.get(kind="health_scan").pk)
         erp_only(world, "INV-9", "1001")
         assert finding_rows(health_page(admin_client, world, "duplicates")) == []
@@ -891,3 +897,96 @@ class TestRolesAndTenancy:
             )
         )
         assert response.status_code == 404
+
+
+# --- reading writes nothing ---------------------------------------------------------------------
+
+
+class TestReadingWritesNothing:
+    """Opening a Health page (a GET) starts no scan and writes no audit entry, even where a
+    scan is due: scans start from Scan now (a POST) or manage.py scan_health."""
+
+    def test_a_get_of_every_health_page_creates_no_job_and_no_audit_entry(
+        self, admin_client, world, reused, settings
+    ):
+        settings.REFDESK_HEALTH_LIVE_ROWS = 0  # every type is large: a scan is due
+        lost = shop_order(world, "5101", "1101")
+        link(world, "5101", "INV-101")
+        delete_reference(world.integration, lost, world.actor)
+        pages = [url(world, "health-overview")]
+        for finding in ("lost", "duplicates", "twins", "reused"):
+            pages += [
+                url(world, "health") + f"?finding={finding}",
+                url(world, "health-export") + f"?finding={finding}",
+            ]
+        pages += [url(world, name) for name in ("health-fix", "health-scan", "reconcile",
+                                               "reconcile-fix", "reconcile-sample")]  # fmt: skip
+        jobs_before, audit_before = Job.objects.count(), AuditEntry.objects.count()
+
+        for page in pages:
+            response = admin_client.get(page)
+            assert response.status_code in (200, 302), page
+            if response.streaming:  # an export is read to its end, as a download is
+                b"".join(response.streaming_content)
+
+        assert Job.objects.count() == jobs_before
+        assert AuditEntry.objects.count() == audit_before
+        assert "Not scanned for duplicates yet" in page_text(
+            admin_client.get(url(world, "health-overview"))
+        )
+
+    def test_the_periodic_command_starts_the_scans_that_are_due_once(self, world, settings):
+        settings.REFDESK_HEALTH_LIVE_ROWS = 0
+        shop_order(world, "5001", "1001")
+        erp_only(world, "INV-9", "1001")
+
+        call_command("scan_health", stdout=io.StringIO())
+        call_command("scan_health", stdout=io.StringIO())  # it runs already: not again
+
+        # (The world's other integrations count as large too on PostgreSQL, whose planner
+        # estimates an empty set above a limit of 0: they get their own job.)
+        scans = Job.objects.filter(kind="health_scan", integration=world.integration)
+        (job,) = scans
+        assert job.actor == "system/health-scan"
+        assert jobs.execute(job.pk) == "done"
+        call_command("scan_health", stdout=io.StringIO())  # just scanned: not due
+        assert scans.count() == 1
+
+
+# --- a finding is one declared class ------------------------------------------------------------
+
+
+class TestAFindingIsOneClass:
+    def test_a_registered_class_gets_its_tab_list_fix_and_export(
+        self, admin_client, world, monkeypatch
+    ):
+        """A new finding needs its class and its place in the registry: the page, the fix
+        and the export follow (here: lost links of the last day, on the lost links' template)."""
+        from references import findings
+        from references.findings.lost import LostLinks
+
+        class LostToday(LostLinks):
+            name = "lost-today"
+            label = "Lost today"
+
+            def rows(self):
+                return super().rows().filter(record__last_modified__gte=world.tenant.created_at)
+
+        monkeypatch.setitem(findings.FINDINGS, LostToday.name, LostToday)
+        order = shop_order(world, "5001", "1001")
+        link(world, "5001", "INV-1")
+        delete_reference(world.integration, order, world.actor)
+
+        page = health_page(admin_client, world, "lost-today")
+        export = admin_client.get(url(world, "health-export") + "?finding=lost-today")
+        exported = b"".join(export.streaming_content).decode()
+        done = fix(admin_client, world, "lost-today", "relink", source_row(world, "5001").pk,
+                   confirm=True, follow=True)  # fmt: skip
+
+        assert "Lost today 1" in page_text(page)
+        (shown,) = finding_rows(page)
+        assert "5001" in shown and "INV-1" in shown
+        assert "health-lost-today-orders-" in export["Content-Disposition"]
+        assert "5001" in exported
+        assert "Put back 1 lost order link" in page_text(done)
+        assert target_of(world, order) == "INV-1"

@@ -871,6 +871,23 @@ def test_the_list_says_it_varies_on_htmx_so_back_never_shows_a_bare_fragment(sup
         assert "HX-Request" in vary and "HX-Target" in vary
 
 
+def test_a_back_button_cache_miss_gets_the_full_page_not_the_table_alone(support_client, world):
+    make_reference(world.integration, source_id="5001", target_id="INV-1")
+    url = list_url(world)
+    swap = support_client.get(url, headers={"HX-Request": "true", "HX-Target": "ref-table"})
+    restore = support_client.get(
+        url,
+        headers={
+            "HX-Request": "true",
+            "HX-Target": "ref-table",
+            "HX-History-Restore-Request": "true",
+        },
+    )
+
+    assert "<html" not in swap.text and "5001" in swap.text
+    assert "<html" in restore.text and "5001" in restore.text
+
+
 def test_the_by_column_names_people_and_connections_as_they_are_known(support_client, world):
     from records.models import Record
 

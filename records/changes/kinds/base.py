@@ -62,6 +62,10 @@ class ChangeKind:
     def summary(self, line: Planned) -> str:
         raise NotImplementedError
 
+    def intent(self, line: Planned, plan: Plan) -> str:
+        """What the change does, for a preview line ("Link 5001 → INV-1")."""
+        return f"Link {line.source_id} → {line.target_id}"
+
     def audit_connection(self, line: Planned, change_set, connections: dict):
         """The connection its audit entry is about: the integration's target by default."""
         return change_set.target

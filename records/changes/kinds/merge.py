@@ -54,5 +54,8 @@ class Merge(ChangeKind):
         note = f" ({line.change.note})" if line.change.note else ""
         return f"Linked {line.after['source_id']} to {line.after['target_id']}{note}"
 
+    def intent(self, line: Planned, plan: Plan) -> str:
+        return f"Link to {line.target_id} and retire the duplicate"
+
     def retire(self, line: Planned, tenant):
         return retire_duplicate(tenant, line.change.duplicate_id, survivor_id=line.record_key)

@@ -64,5 +64,12 @@ class SetId(ChangeKind):
             return f"Set remote id {after['remote_id']}"
         return f"Changed remote id {before['remote_id']} to {after['remote_id']}"
 
+    def intent(self, line: Planned, plan: Plan) -> str:
+        change = line.change
+        if change.remote_id is None:
+            here = plan.here(line.record_key, change.connection_id)
+            return f"Remove id {here.remote_id}" if here else "Remove an id"
+        return f"Set id {line.target_id}" + (f" ({line.target_ref})" if line.target_ref else "")
+
     def audit_connection(self, line: Planned, change_set, connections: dict):
         return connections[line.change.connection_id]

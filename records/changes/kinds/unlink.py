@@ -21,5 +21,12 @@ class Unlink(ChangeKind):
     def outcome(self, line: Planned, plan: Plan, change_set, *, added: bool) -> Outcome:
         return REMOVED
 
+    def intent(self, line: Planned, plan: Plan) -> str:
+        integration = plan.change_set.integration
+        source = plan.here(line.record_key, integration.source_id)
+        target = plan.here(line.record_key, integration.target_id)
+        ids = " → ".join(row.remote_id for row in (source, target) if row)
+        return f"Unlink {ids}" if ids else "Unlink"
+
     def summary(self, line: Planned) -> str:
         return f"Deleted reference {line.before['source_id']} → {line.before['target_id']}"
