@@ -572,6 +572,12 @@ class Job(models.Model):
     )
     result = models.JSONField(default=dict, blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    # The worker that claimed it (`host:pid:token`): claiming is one UPDATE that only a queued,
+    # unclaimed job passes, so a task delivered twice runs once (records/jobs.py).
+    worker = models.CharField(max_length=200, blank=True, default="", db_default="")
+    # Failed because its worker died (or the database went away), not because of what it does:
+    # nothing was written, and `manage.py jobs --restart` queues it again.
+    restartable = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
