@@ -285,13 +285,18 @@ def encode_feed_cursor(position: FeedPosition) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+def _is_bigint(text: str) -> bool:
+    """ASCII digits that fit a bigint column (`"²".isdigit()` is true; int() refuses it)."""
+    return re.fullmatch(r"[0-9]{1,18}", text) is not None
+
+
 def decode_feed_cursor(cursor: str) -> FeedPosition:
     """The position a cursor names; InvalidValue (on `cursor`) for one the API did not give."""
     try:
         parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
     except (ValueError, UnicodeDecodeError):
         parts = []
-    if len(parts) == 3 and parts[0] == TRANSACTION_MARK and all(p.isdigit() for p in parts[1:]):
+    if len(parts) == 3 and parts[0] == TRANSACTION_MARK and all(map(_is_bigint, parts[1:])):
         return FeedPosition(transaction=int(parts[1]), row_id=int(parts[2]))
     moment = parse_moment(parts[0]) if len(parts) == 2 else None
     if moment is None or parse_hex32(parts[1]) is None:

@@ -26,7 +26,9 @@ def test_a_cursor_given_before_the_feed_knew_transactions_still_reads():
     assert decode_feed_cursor(old.rstrip("=")).local_id == LOCAL_ID
 
 
-@pytest.mark.parametrize("raw", ["x|12|", "x|-1|3", "x|1|2|3", "2025-03-01|abc", "", "|"])
+@pytest.mark.parametrize(
+    "raw", ["x|12|", "x|-1|3", "x|1|2|3", "x|²|3", "x|1|99999999999999999999", "2025-03-01|abc", ""]
+)
 def test_anything_else_is_refused_on_the_cursor_field(raw):
     cursor = base64.urlsafe_b64encode(raw.encode()).decode()
     with pytest.raises(InvalidValue) as refused:
