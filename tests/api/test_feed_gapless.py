@@ -18,8 +18,9 @@ from tests.factories import RecordFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-# How long the client keeps polling for the committed changes. The feed waits for every
-# transaction older than theirs on the whole server, and other test runs share it.
+# How long the client keeps polling for the committed changes: they come once no older
+# transaction of this database runs (the test's own connections), at once unless the machine
+# is slow.
 POLL_FOR = 20
 
 
