@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Substr
 from django.shortcuts import redirect
@@ -39,8 +40,11 @@ class ReadOnlyAdmin(ResellerScopedAdmin):
         return False
 
     def delete_view(self, request, object_id, extra_context=None):
-        """A delete URL opened anyway says why not and what to do instead (not a bare 403),
-        and takes the user back to the list: nothing about the object itself is told."""
+        """A delete URL of an object the user may see says why it is not deleted and what to
+        do instead (not a bare 403), and takes them back to the list. Any other id gets
+        Django's answer, as for every admin: nothing about another reseller's rows leaks."""
+        if self.get_object(request, unquote(object_id)) is None:
+            return super().delete_view(request, object_id, extra_context)
         opts = self.model._meta
         message = self.delete_refused.format(name=capfirst(opts.verbose_name_plural))
         self.message_user(request, message, level=messages.ERROR)
