@@ -13,9 +13,11 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db.models import Q
+
+from .errors import InvalidValue
 
 
 @dataclass
@@ -243,3 +245,81 @@ def paged(rows, keyset: Keyset | None, number: int, size: int, *, after="", befo
     if keyset is not None:
         with_positions(page, keyset)
     return page, "", ""
+
+
+# --- the delta feed's cursor ----------------------------------------------------------------
+#
+# The API's delta feed (records.services.changed_records) gives each page's last record as an
+# opaque `nextCursor`; the client sends it back as `cursor`. Where the database tells which
+# transaction wrote a row (PostgreSQL), the feed is ordered by that transaction, then by row
+# id, and hands out only what transactions that have ended wrote: then no transaction that
+# commits later can add a row before a cursor already given. Elsewhere (SQLite: one writer at
+# a time) the order is (lastModified, localId).
+
+
+@dataclass(frozen=True)
+class FeedPosition:
+    """The last record a feed page gave: (transaction, row id) in a feed ordered by
+    transaction, else (modified, local_id)."""
+
+    transaction: int | None = None
+    row_id: int | None = None
+    modified: datetime | None = None
+    local_id: str = ""
+
+    @property
+    def by_transaction(self) -> bool:
+        return self.transaction is not None
+
+
+INVALID_CURSOR = "This cursor is not one the API gave out."
+TRANSACTION_MARK = "x"
+
+
+def encode_feed_cursor(position: FeedPosition) -> str:
+    """Opaque to clients: base64 of `x|transaction|rowId` or `lastModified|localId`."""
+    if position.by_transaction:
+        raw = f"{TRANSACTION_MARK}|{position.transaction}|{position.row_id}"
+    else:
+        raw = f"{position.modified.astimezone(UTC).isoformat()}|{position.local_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _is_bigint(text: str) -> bool:
+    """ASCII digits that fit a bigint column (`"²".isdigit()` is true; int() refuses it)."""
+    return re.fullmatch(r"[0-9]{1,18}", text) is not None
+
+
+def decode_feed_cursor(cursor: str) -> FeedPosition:
+    """The position a cursor names; InvalidValue (on `cursor`) for one the API did not give."""
+    try:
+        parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
+    except (ValueError, UnicodeDecodeError):
+        parts = []
+    if len(parts) == 3 and parts[0] == TRANSACTION_MARK and all(map(_is_bigint, parts[1:])):
+        return FeedPosition(transaction=int(parts[1]), row_id=int(parts[2]))
+    moment = parse_moment(parts[0]) if len(parts) == 2 else None
+    if moment is None or parse_hex32(parts[1]) is None:
+        raise InvalidValue(INVALID_CURSOR, field="cursor")
+    return FeedPosition(modified=moment, local_id=parts[1])
+
+
+def feed_after(rows, position: FeedPosition, *, by_transaction: bool):
+    """The rows past `position` in the feed's order: (change_xid, id) when `by_transaction`,
+    else (last_modified, local_id). The redundant >= lets the index range-scan; the OR is the
+    tie-break."""
+    if by_transaction and position.by_transaction:
+        xid = position.transaction
+        return rows.filter(change_xid__gte=xid).filter(
+            Q(change_xid__gt=xid) | Q(change_xid=xid, pk__gt=position.row_id)
+        )
+    if by_transaction:
+        # A cursor given before the feed was ordered by transaction: resume at its time
+        # (what changed at that very time comes again).
+        return rows.filter(last_modified__gte=position.modified)
+    if position.by_transaction:
+        raise InvalidValue(INVALID_CURSOR, field="cursor")
+    moment, local_id = position.modified, position.local_id
+    return rows.filter(last_modified__gte=moment).filter(
+        Q(last_modified__gt=moment) | Q(last_modified=moment, local_id__gt=local_id)
+    )

@@ -113,6 +113,48 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# "web" in the app servers (config/wsgi.py, config/asgi.py set it): their database sessions
+# get the limits of a request someone waits for. Workers and commands (migrate, jobs) do not.
+REFDESK_PROCESS = os.environ.get("REFDESK_PROCESS", "")
+
+
+def postgres_session_options(process: str) -> dict:
+    """Connection options for PostgreSQL sessions (README, "Production": database sessions).
+
+    Both ends notice a peer that vanished without closing (a worker's machine, a network
+    partition) within about a minute instead of the kernel's two hours, so its locks go with
+    it; a query's backend notices a closed client while it runs. A session idle inside a
+    transaction (a hung process) is ended. The app servers also give up on a statement after
+    gunicorn's timeout and on a lock after a few seconds; a job's worker waits for its tab's
+    lock as long as it takes and runs long statements, so it has no such limits.
+    """
+    web = process == "web"
+    env = os.environ.get
+    server = {
+        "tcp_keepalives_idle": env("DB_KEEPALIVES_IDLE", "30"),
+        "tcp_keepalives_interval": env("DB_KEEPALIVES_INTERVAL", "10"),
+        "tcp_keepalives_count": env("DB_KEEPALIVES_COUNT", "3"),
+        "client_connection_check_interval": env("DB_CLIENT_CHECK_INTERVAL", "10s"),
+        "idle_in_transaction_session_timeout": env(
+            "DB_IDLE_IN_TRANSACTION_TIMEOUT", "60s" if web else "10min"
+        ),
+    }
+    if web:
+        server["statement_timeout"] = env("DB_WEB_STATEMENT_TIMEOUT", "30s")
+        server["lock_timeout"] = env("DB_WEB_LOCK_TIMEOUT", "10s")
+    return {
+        # libpq's side: the client notices a server that vanished.
+        "keepalives": 1,
+        "keepalives_idle": int(server["tcp_keepalives_idle"]),
+        "keepalives_interval": int(server["tcp_keepalives_interval"]),
+        "keepalives_count": int(server["tcp_keepalives_count"]),
+        "options": " ".join(f"-c {name}={value}" for name, value in server.items()),
+    }
+
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].update(postgres_session_options(REFDESK_PROCESS))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Persistent connections buy nothing on SQLite; WAL lets readers run beside a writer.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -139,6 +181,12 @@ else:
 # A change set that writes more rows than this runs as a background job with a progress bar;
 # smaller ones run in the request.
 REFDESK_JOB_THRESHOLD = int(os.environ.get("REFDESK_JOB_THRESHOLD", "5000"))
+# A running job's worker says it lives this often (seconds); the sweeper (`manage.py jobs
+# --requeue`) fails, restartable, a job whose worker has been silent for WORKER_TIMEOUT, and
+# queues again one that no worker claimed within REQUEUE_AFTER (its enqueue failed).
+REFDESK_JOB_HEARTBEAT = float(os.environ.get("REFDESK_JOB_HEARTBEAT", "10"))
+REFDESK_JOB_WORKER_TIMEOUT = int(os.environ.get("REFDESK_JOB_WORKER_TIMEOUT", "120"))
+REFDESK_JOB_REQUEUE_AFTER = int(os.environ.get("REFDESK_JOB_REQUEUE_AFTER", "60"))
 # Above this many target ids of a type, Health's duplicates come from a scan job
 # (references.findings.scans), not from every page view.
 REFDESK_HEALTH_LIVE_ROWS = int(os.environ.get("REFDESK_HEALTH_LIVE_ROWS", "50000"))

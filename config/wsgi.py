@@ -12,5 +12,7 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Before the settings load: database sessions of the app servers get a request's limits.
+os.environ.setdefault("REFDESK_PROCESS", "web")
 
 application = get_wsgi_application()

@@ -7,9 +7,10 @@ permissions), the admin's equivalent of the app's TenantMixin.
 from django.contrib import admin, messages
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import PROTECT, RESTRICT, Q
 from django.template.response import TemplateResponse
 from django.utils.formats import date_format
+from django.utils.text import capfirst
 from django.utils.timezone import localtime
 
 from . import apikeys
@@ -29,7 +30,48 @@ def is_reseller_staff(user) -> bool:
     return user.is_active and user.is_staff and user.resellers.exists()
 
 
-class ResellerScopedAdmin(admin.ModelAdmin):
+class GuardedDeleteAdmin(admin.ModelAdmin):
+    """The delete page never walks every related row (Django's collects them all to list them:
+    a connection's million remote ids), and refuses what would take rows written only through
+    the change engine with it.
+
+    `delete_refused_while`: related model label -> why the object is not deleted here and what
+    to do instead (`{obj}` is the object). A PROTECT or RESTRICT relation in use refuses too.
+    """
+
+    delete_refused_while: dict[str, str] = {}
+    delete_confirmation_template = "admin/refdesk/delete_confirmation.html"
+    delete_selected_confirmation_template = "admin/refdesk/delete_selected_confirmation.html"
+
+    def get_deleted_objects(self, objs, request):
+        """(deleted objects, counts, permissions lacking, refusals) as the delete pages take
+        them: the objects themselves, or why they are not deleted here."""
+        objs = list(objs)
+        refusals = [reason for obj in objs for reason in self.delete_refusals(obj)]
+        if refusals:
+            return [], {}, set(), list(dict.fromkeys(refusals))
+        opts = self.model._meta
+        listed = [f"{capfirst(opts.verbose_name)}: {obj}" for obj in objs]
+        return listed, {opts.verbose_name_plural: len(objs)}, set(), []
+
+    def delete_refusals(self, obj) -> list[str]:
+        """One indexed EXISTS per relation that can refuse, never a walk of its rows."""
+        reasons = []
+        for relation in obj._meta.related_objects:
+            related = relation.related_model
+            reason = self.delete_refused_while.get(related._meta.label)
+            if reason is None and relation.on_delete in (PROTECT, RESTRICT):
+                reason = (
+                    "“{obj}” is used by "
+                    + f"{related._meta.verbose_name_plural}: "
+                    + ("delete or change those first.")
+                )
+            if reason and related._base_manager.filter(**{relation.field.name: obj}).exists():
+                reasons.append(reason.format(obj=obj))
+        return reasons
+
+
+class ResellerScopedAdmin(GuardedDeleteAdmin):
     """Limits rows and foreign-key choices to the user's resellers.
 
     `reseller_path` is the lookup from the model to its Reseller.
@@ -130,9 +172,23 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+# What deleting one of these here would take with it unrecorded: remote ids, with no batch,
+# no audit entry, no count update and no undo.
+NO_UNDO = "Deleting it here would remove them with no batch, no audit entry and no undo."
+
+
 @admin.register(Tenant)
 class TenantAdmin(ResellerScopedAdmin):
     reseller_path = "reseller"
+    delete_refused_while = {
+        "records.Record": (
+            "“{obj}” has records, with the ids its connections know them by. "
+            + NO_UNDO
+            + " To stop its syncs, deactivate its connections (Connections ▸ untick Active)."
+            " To remove its references, delete them on its References pages (Delete all, per"
+            " tab), where each delete is a batch that can be undone."
+        ),
+    }
     list_display = ["name", "slug", "reseller", "created_at"]
     list_filter = ["reseller"]
     search_fields = ["name", "slug"]
@@ -165,6 +221,15 @@ class ConnectorAdmin(admin.ModelAdmin):
 
 @admin.register(Connection)
 class ConnectionAdmin(ResellerScopedAdmin):
+    delete_refused_while = {
+        "records.RemoteId": (
+            "“{obj}” holds remote ids. "
+            + NO_UNDO
+            + " Deactivate it instead (untick Active): it stops syncing and keeps its ids. To"
+            " remove its ids, delete its references first on the References page of its"
+            " integration, where the delete is a batch that can be undone."
+        ),
+    }
     list_display = ["name", "connector", "tenant", "short_connection_id", "active"]
     list_filter = ["active", "connector__category", "connector", "tenant__reseller"]
     search_fields = ["name", "connection_id", "tenant__name"]

@@ -1,7 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Substr
+from django.shortcuts import redirect
 from django.utils.html import format_html
+from django.utils.text import capfirst
 
 from integrations.admin import ResellerScopedAdmin
 from integrations.admin_columns import short_id, short_text, short_time
@@ -22,6 +25,11 @@ except (ImportError, admin.sites.NotRegistered):  # the RQ backend: nothing regi
 class ReadOnlyAdmin(ResellerScopedAdmin):
     """Tenant data is changed through refdesk's services (audited), not the admin."""
 
+    delete_refused = (
+        "{name} are not deleted in the admin: they are written through refdesk's pages and "
+        "API, which audit every change."
+    )
+
     def has_add_permission(self, request):
         return False
 
@@ -30,6 +38,17 @@ class ReadOnlyAdmin(ResellerScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """A delete URL of an object the user may see says why it is not deleted and what to
+        do instead (not a bare 403), and takes them back to the list. Any other id gets
+        Django's answer, as for every admin: nothing about another reseller's rows leaks."""
+        if self.get_object(request, unquote(object_id)) is None:
+            return super().delete_view(request, object_id, extra_context)
+        opts = self.model._meta
+        message = self.delete_refused.format(name=capfirst(opts.verbose_name_plural))
+        self.message_user(request, message, level=messages.ERROR)
+        return redirect(f"admin:{opts.app_label}_{opts.model_name}_changelist")
 
 
 CONNECTION_ACTOR = "connection/"
@@ -72,6 +91,11 @@ class ActorNameAdmin(ReadOnlyAdmin):
 
 @admin.register(Record)
 class RecordAdmin(ActorNameAdmin):
+    delete_refused = (
+        "{name} are not deleted in the admin: their remote ids would go with no batch, no audit "
+        "entry and no undo. To unlink a reference, delete it on its integration's References "
+        "page, where it can be undone."
+    )
     list_display = ["short_local_id", "record_type", "tenant", "modified", "modified_by"]
     list_filter = ["record_type"]
     search_fields = ["=local_id"]
@@ -94,6 +118,11 @@ class RecordAdmin(ActorNameAdmin):
 
 @admin.register(RemoteId)
 class RemoteIdAdmin(ReadOnlyAdmin):
+    delete_refused = (
+        "{name} are not deleted in the admin: they would go with no batch, no audit entry and "
+        "no undo. To unlink a reference, delete it on its integration's References page, where "
+        "it can be undone."
+    )
     list_display = [
         "short_remote_id",
         "short_remote_ref",

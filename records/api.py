@@ -68,6 +68,32 @@ Of `recordSource` (who created the record) only `code` is read; the rest is igno
 """
 
 
+FEED_CONTRACT = """
+**The contract: follow it and you never miss a committed change.**
+
+1. First sync: send `modifiedAtOrAfter` (or nothing, for everything).
+2. Page: while `hasMore` is true, send the page's `nextCursor` back as `cursor` (the same
+   `limit` or another; leave `modifiedAtOrAfter` out or send the same one).
+3. **Store the last `nextCursor`** when `hasMore` is false, and start the next sync from it:
+   you get only what changed since. If it is `null` (nothing was handed out yet), ask again
+   with the same `modifiedAtOrAfter`.
+
+The cursor is opaque: store it as it is (a string of up to a few hundred characters), send it
+back unchanged; it never expires.
+
+Each change comes at least once: a record changed again after you were given it comes
+again, later (keep the newest by `version`). A change is handed out only once no
+transaction still running can come before it, so a write that takes long to commit (a bulk
+change of 100,000 records, a delete-all) is never skipped: the feed holds back what was
+written after it started until it commits, then hands out both. So a record can appear a
+few seconds (the length of the longest running write) after its `lastModified`.
+
+The order is the order writes happened in (by transaction), so `lastModified` is not
+monotonic along the feed, and a stored `lastModified` is not a safe place to resume from:
+the cursor is.
+"""
+
+
 class ConnectionKeyAuth(HttpBasicAuth):
     """connection_id + API key; only active connections of an API connector."""
 
@@ -265,6 +291,7 @@ def get_by_remote_id(
     "/{record_type}",
     response={200: RecordPage, **READ_ERRORS},
     summary="Records changed at or after a time (delta sync), oldest first",
+    description=FEED_CONTRACT,
 )
 def list_changed(
     request,
@@ -275,16 +302,13 @@ def list_changed(
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
     cursor: str | None = Query(None, description="nextCursor of the previous page."),
 ):
-    records, has_more = services.changed_records(
+    records, has_more, next_cursor = services.changed_records(
         request.auth.tenant,
         record_type,
         since=modifiedAtOrAfter,
         cursor=cursor,
         limit=limit,
     )
-    next_cursor = cursor
-    if records:
-        next_cursor = services.encode_cursor(records[-1].last_modified, records[-1].local_id)
     return {
         "items": [record_out(record, request.auth) for record in records],
         "nextCursor": next_cursor,

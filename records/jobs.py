@@ -14,8 +14,13 @@ and so do people's edits there.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -31,6 +36,8 @@ from django.db import (
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django_tasks import task
+from django_tasks.base import TaskResultStatus
+from django_tasks.exceptions import TaskResultDoesNotExist
 
 from common.errors import DomainError
 
@@ -44,6 +51,7 @@ JobRunner = Callable[[Job, changes.ProgressCallback], tuple[Batch | None, dict]]
 JOB_KINDS: dict[str, JobRunner] = {}
 # Progress within a phase is written at most this often (seconds); a new phase at once.
 PROGRESS_INTERVAL = 0.5
+ACTIVE = (Job.State.QUEUED, Job.State.RUNNING)
 
 
 def job_kind(name: str):
@@ -83,7 +91,9 @@ def start_job(
         record_type=record_type,
         total=total,
     )
-    transaction.on_commit(lambda: _enqueue(job.pk))
+    # robust: a queue that is down (Redis) must not turn the committed request into an
+    # error; the job stays queued and unclaimed, and the sweeper (`sweep`) queues it again.
+    transaction.on_commit(lambda: _enqueue(job.pk), robust=True)
     return job
 
 
@@ -98,61 +108,98 @@ def run_job(job_id: int) -> str:
     return execute(job_id)
 
 
+# --- claiming: a job runs once ----------------------------------------------------------------
+
+
+class JobTakenAway(Exception):
+    """The job is no longer this worker's (the sweeper declared its worker dead): its writes
+    must not commit."""
+
+
+def worker_name() -> str:
+    """`host:pid:token`: the host and pid tell the sweeper whether the worker still lives;
+    the token tells this claim from any other of the same process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def claim(job_id: int) -> str | None:
+    """Take a queued job for this worker, atomically: one UPDATE that only a queued job
+    nobody has claimed passes. Returns the worker's name, or None when another delivery of
+    the task (or a sweep) got there first. The job stays "queued" (it may wait for its tab's
+    lock, and is shown so) until it starts writing."""
+    worker = worker_name()
+    claimed = Job.objects.filter(pk=job_id, state=Job.State.QUEUED, worker="").update(
+        worker=worker, heartbeat_at=timezone.now()
+    )
+    return worker if claimed else None
+
+
 def execute(job_id: int) -> str:
-    job = Job.objects.select_related("tenant", "integration").filter(pk=job_id).first()
-    if job is None or job.state != Job.State.QUEUED:
-        return "skipped"  # already run (a task delivered twice runs once)
-    progress = ProgressWriter(job)
+    worker = claim(job_id)
+    if worker is None:
+        return "skipped"  # already run or running (a task delivered twice runs once)
+    job = Job.objects.select_related("tenant", "integration").get(pk=job_id)
+    progress = ProgressWriter(job, worker)
     try:
-        if connection.vendor != "postgresql":
-            # SQLite runs one writer at a time: nothing to wait for, and nothing can be
-            # written beside the transaction, so say "running" before it starts.
-            progress.running()
-        # A job waits for the locks of the tabs it writes as long as it takes (queued
-        # meanwhile), where a person's request gives up after a few seconds.
-        with locks.background(), transaction.atomic():
-            batch, counts = JOB_KINDS[job.kind](job, progress)
-            # In the same transaction as the writes: done exactly when they are committed.
-            Job.objects.filter(pk=job.pk).update(
-                state=Job.State.DONE,
-                batch=batch,
-                result=counts,
-                phase="Done",
-                done=max(progress.total, progress.done),
-                total=max(progress.total, progress.done),
-                finished_at=timezone.now(),
-            )
-    except DomainError as error:
-        _fail(job, error.message)
-        return "failed"
-    except (OperationalError, InterfaceError) as error:
-        if _statement_timed_out(error):
-            logger.exception("Job %s (%s) ran into the statement timeout", job.pk, job.kind)
-            _fail(
-                job,
-                "A step of this job took longer than the database allows (statement_timeout); "
-                "nothing was written. Ask your administrator to look at the server log.",
-            )
-            return "failed"
-        logger.exception("Job %s (%s) lost its database connection", job.pk, job.kind)
-        connection.close()
-        _fail(
-            job,
-            "The database connection was lost while the job ran (a restart?); nothing was "
-            "written. Start it again.",
-        )
-        return "failed"
+        with Heartbeat(job.pk, worker):
+            _apply(job, worker, progress)
+    except JobTakenAway:
+        logger.warning("Job %s was declared failed while it ran; nothing was written", job.pk)
+        return "abandoned"
     except Exception as error:
-        logger.exception("Job %s (%s) failed", job.pk, job.kind)
-        _fail(
-            job,
-            f"The job stopped on an unexpected error ({type(error).__name__}); nothing was "
-            "written. Try again, or ask your administrator to look at the server log.",
-        )
+        _fail(job, worker, *_failure(job, error))
         return "failed"
     finally:
         progress.close()
     return "done"
+
+
+def _apply(job: Job, worker: str, progress: ProgressWriter) -> None:
+    if connection.vendor != "postgresql":
+        # SQLite runs one writer at a time: nothing to wait for, and nothing can be
+        # written beside the transaction, so say "running" before it starts.
+        progress.running()
+    # A job waits for the locks of the tabs it writes as long as it takes (queued
+    # meanwhile), where a person's request gives up after a few seconds.
+    with locks.background(), transaction.atomic():
+        batch, counts = JOB_KINDS[job.kind](job, progress)
+        # In the same transaction as the writes: done exactly when they are committed, and
+        # only if the job is still this worker's (else everything rolls back).
+        finished = Job.objects.filter(pk=job.pk, worker=worker, state__in=ACTIVE).update(
+            state=Job.State.DONE,
+            batch=batch,
+            result=counts,
+            phase="Done",
+            done=max(progress.total, progress.done),
+            total=max(progress.total, progress.done),
+            finished_at=timezone.now(),
+        )
+        if not finished:
+            raise JobTakenAway
+
+
+def _failure(job: Job, error: Exception) -> tuple[str, bool]:
+    """What a failed job says, and whether running it again may succeed."""
+    if isinstance(error, DomainError):
+        return error.message, False
+    if isinstance(error, OperationalError | InterfaceError) and _statement_timed_out(error):
+        logger.exception("Job %s (%s) ran into the statement timeout", job.pk, job.kind)
+        return (
+            "A step of this job took longer than the database allows (statement_timeout); "
+            "nothing was written. Ask your administrator to look at the server log."
+        ), False
+    if isinstance(error, OperationalError | InterfaceError):
+        logger.exception("Job %s (%s) lost its database connection", job.pk, job.kind)
+        connection.close()
+        return (
+            "The database connection was lost while the job ran (a restart?); nothing was "
+            "written. Start it again."
+        ), True
+    logger.exception("Job %s (%s) failed", job.pk, job.kind)
+    return (
+        f"The job stopped on an unexpected error ({type(error).__name__}); nothing was "
+        "written. Try again, or ask your administrator to look at the server log."
+    ), False
 
 
 def _statement_timed_out(error: Exception) -> bool:
@@ -160,13 +207,18 @@ def _statement_timed_out(error: Exception) -> bool:
     return getattr(error.__cause__, "sqlstate", None) == "57014"
 
 
-def _fail(job: Job, message: str, attempts: int = 10) -> None:
-    """Say the job failed. Its writes are already rolled back; when the database itself went
-    away (a restart), wait for it to come back rather than leave the job "running"."""
+def _fail(job: Job, worker: str, message: str, restartable: bool, attempts: int = 10) -> None:
+    """Say the job failed (if it is still this worker's). Its writes are already rolled back;
+    when the database itself went away (a restart), wait for it to come back rather than
+    leave the job "running"."""
     for attempt in range(attempts):
         try:
-            Job.objects.filter(pk=job.pk).update(
-                state=Job.State.FAILED, error=message, phase="", finished_at=timezone.now()
+            Job.objects.filter(pk=job.pk, worker=worker, state__in=ACTIVE).update(
+                state=Job.State.FAILED,
+                error=message,
+                restartable=restartable,
+                phase="",
+                finished_at=timezone.now(),
             )
             return
         except DatabaseError:
@@ -174,6 +226,155 @@ def _fail(job: Job, message: str, attempts: int = 10) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(1)
+
+
+class Heartbeat:
+    """While a job runs, say every `REFDESK_JOB_HEARTBEAT` seconds that its worker lives, from
+    a thread with a connection of its own (PostgreSQL; the job's own connection is inside a
+    transaction, often waiting for a lock). The sweeper takes a job whose heartbeat stopped
+    for a worker that died. SQLite (one machine, one writer) goes by the worker's pid alone."""
+
+    def __init__(self, job_id: int, worker: str):
+        self.job_id, self.worker = job_id, worker
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self):
+        if connection.vendor == "postgresql":
+            self._thread = threading.Thread(target=self._beat, name=f"job-{self.job_id}-heartbeat")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(settings.REFDESK_JOB_HEARTBEAT):
+                try:
+                    Job.objects.filter(pk=self.job_id, worker=self.worker).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except DatabaseError:
+                    connections[DEFAULT_DB_ALIAS].close()  # try again with a new one
+        finally:
+            connections[DEFAULT_DB_ALIAS].close()  # this thread's own connection
+
+
+# --- the sweeper: jobs nobody runs ------------------------------------------------------------
+
+WORKER_DIED = (
+    "Its worker stopped while it ran (killed, or its machine went away); nothing was written. "
+    "It can be started again."
+)
+
+
+@dataclass
+class Swept:
+    requeued: list[int]
+    failed: list[int]
+
+
+def sweep() -> Swept:
+    """Queue again the jobs whose task never reached a worker (its enqueue failed after the
+    commit, or the process died first), and fail, restartable, those whose worker died.
+    `manage.py jobs --requeue` runs it (once, or `--every` N seconds beside the workers)."""
+    return Swept(requeued=_requeue_unclaimed(), failed=_fail_dead_workers())
+
+
+def _requeue_unclaimed() -> list[int]:
+    waited_enough = timezone.now() - timedelta(seconds=settings.REFDESK_JOB_REQUEUE_AFTER)
+    unclaimed = Job.objects.filter(state=Job.State.QUEUED, worker="", created_at__lte=waited_enough)
+    requeued = []
+    for job_id, task_id in unclaimed.values_list("pk", "task_id"):
+        if _waiting_in_queue(task_id):
+            continue  # workers are busy, not gone: another delivery would only wait beside it
+        try:
+            _enqueue(job_id)
+        except Exception:
+            logger.exception("Job %s could not be queued again", job_id)
+            continue
+        requeued.append(job_id)
+    return requeued
+
+
+def _waiting_in_queue(task_id: str) -> bool:
+    if not task_id:
+        return False  # its enqueue never finished
+    try:
+        return run_job.get_result(task_id).status == TaskResultStatus.READY
+    except TaskResultDoesNotExist:
+        return False
+
+
+def _fail_dead_workers() -> list[int]:
+    claimed = Job.objects.filter(state__in=ACTIVE).exclude(worker="")
+    failed = []
+    for job in claimed.only("pk", "worker", "heartbeat_at"):
+        if not _worker_died(job):
+            continue
+        if Job.objects.filter(pk=job.pk, worker=job.worker, state__in=ACTIVE).update(
+            state=Job.State.FAILED,
+            error=WORKER_DIED,
+            restartable=True,
+            phase="",
+            finished_at=timezone.now(),
+        ):
+            failed.append(job.pk)
+    return failed
+
+
+def _worker_died(job: Job) -> bool:
+    """Its process is gone (a worker on this host), or its heartbeat stopped (PostgreSQL, a
+    worker anywhere)."""
+    host, _, pid = job.worker.partition(":")
+    pid = pid.partition(":")[0]
+    if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
+        return True
+    if connection.vendor != "postgresql" or job.heartbeat_at is None:
+        return False
+    silent_for = timezone.now() - job.heartbeat_at
+    return silent_for > timedelta(seconds=settings.REFDESK_JOB_WORKER_TIMEOUT)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Killed but not yet reaped (a forked work horse whose parent died too): dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def restart(job: Job) -> bool:
+    """Queue a job that failed restartable again, as new; False if it is not one."""
+    restarted = Job.objects.filter(pk=job.pk, state=Job.State.FAILED, restartable=True).update(
+        state=Job.State.QUEUED,
+        worker="",
+        restartable=False,
+        error="",
+        phase="",
+        done=0,
+        task_id="",
+        started_at=None,
+        heartbeat_at=None,
+        finished_at=None,
+    )
+    if restarted:
+        transaction.on_commit(lambda: _enqueue(job.pk), robust=True)
+    return bool(restarted)
 
 
 class ProgressWriter:
@@ -184,8 +385,8 @@ class ProgressWriter:
     one writer at a time; there the numbers are kept and written when the transaction ends.
     """
 
-    def __init__(self, job: Job):
-        self.job_id = job.pk
+    def __init__(self, job: Job, worker: str):
+        self.job_id, self.worker = job.pk, worker
         self.done = 0
         self.total = job.total
         self.phase = ""
@@ -216,8 +417,11 @@ class ProgressWriter:
         self._started = True
 
     def _write(self, **fields) -> None:
+        # Only while the job is still this worker's: never over a sweep's "failed".
         if not connection.in_atomic_block:
-            Job.objects.filter(pk=self.job_id).update(**fields)
+            Job.objects.filter(pk=self.job_id, worker=self.worker, state__in=ACTIVE).update(
+                **fields
+            )
             return
         if connection.vendor != "postgresql":
             return
@@ -228,8 +432,9 @@ class ProgressWriter:
         assignments = ", ".join(f"{connection.ops.quote_name(name)} = %s" for name in fields)
         with self._side.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET {assignments} WHERE id = %s",  # noqa: S608 (our columns)
-                [*fields.values(), self.job_id],
+                f"UPDATE {table} SET {assignments} WHERE id = %s AND worker = %s "  # noqa: S608
+                "AND state IN ('queued', 'running')",
+                [*fields.values(), self.job_id, self.worker],
             )
 
     def close(self) -> None:
@@ -261,7 +466,6 @@ def _restore(job: Job, progress) -> tuple[Batch | None, dict]:
 
 # --- reading -----------------------------------------------------------------------------------
 
-ACTIVE = (Job.State.QUEUED, Job.State.RUNNING)
 SHOWN_FOR = timedelta(hours=24)
 
 

@@ -184,8 +184,10 @@ class RecordPage(Schema):
     items: list[RecordOut]
     nextCursor: str | None = Field(
         description=(
-            "Pass as `cursor` to get the records after these. Also given on the last page, "
-            "so a client can store it and ask again later for what changed since."
+            "Pass as `cursor` to get the records after these. Also given on the last page: "
+            "store it and start the next sync from it, to get what changed since and never "
+            "miss a change. Opaque. `null` only while nothing was handed out: ask again with "
+            "the same `modifiedAtOrAfter`."
         )
     )
     hasMore: bool = Field(description="More records match right now.")

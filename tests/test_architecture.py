@@ -46,6 +46,18 @@ RAW_WRITE = re.compile(
 )
 
 
+# Modules outside the engine that name a guarded table in raw SQL to read it, and why. Each
+# must still do so (the list never goes stale), and only these may.
+READS_GUARDED_TABLES = {
+    "records/locks.py": "locks the tabs' count rows (SELECT ... FOR UPDATE / FOR KEY SHARE)",
+    "references/reconcile.py": "joins remote ids to compare an uploaded export with the links",
+}
+TABLE_NAMERS = {"_table", "quote_name"}
+GUARDED_TABLE = re.compile(r'^"?records_(remoteid|batch|batchchange|referencecount)"?$')
+# Far fewer than the app has: a scan that read less than this read the wrong place.
+AT_LEAST_MODULES = 60
+
+
 def app_modules():
     for folder in APP_DIRS:
         for path in sorted((ROOT / folder).rglob("*.py")):
@@ -84,13 +96,81 @@ def writes_outside_the_engine(source: str) -> list[str]:
     return found
 
 
+def scanned_modules() -> dict[str, str]:
+    """Every module the scans read; fails when that is not the app (a moved folder, a wrong
+    root), so a scan can never pass by reading nothing."""
+    modules = dict(app_modules())
+    assert len(modules) >= AT_LEAST_MODULES, f"the scan read {len(modules)} modules under {ROOT}"
+    assert {"records/services.py", "references/views_table.py"} <= modules.keys()
+    return modules
+
+
 def test_no_module_but_the_engine_writes_remote_ids_batches_or_batch_changes():
     offenders = {
         module: found
-        for module, source in app_modules()
+        for module, source in scanned_modules().items()
         if (found := writes_outside_the_engine(source))
     }
     assert offenders == {}, "Write through records.changes (a change set) instead"
+
+
+def _called_name(call: ast.Call) -> str | None:
+    return getattr(call.func, "id", None) or getattr(call.func, "attr", None)
+
+
+def _names_guarded_table(argument) -> bool:
+    """`RemoteId` (as `_table(RemoteId)` takes it) or the literal table name."""
+    if isinstance(argument, ast.Name):
+        return argument.id in GUARDED
+    return isinstance(argument, ast.Constant) and bool(GUARDED_TABLE.match(str(argument.value)))
+
+
+def names_a_guarded_table(source: str) -> list[str]:
+    """Where raw SQL gets a guarded table's name without writing it out (which RAW_WRITE
+    catches): `_table(RemoteId)`, `RemoteId._meta.db_table`, `quote_name("records_batch")`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "db_table"
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "_meta"
+            and chain_root(node.value) in GUARDED
+        ):
+            found.append(f"line {node.lineno}: {chain_root(node.value)}._meta.db_table")
+        elif (
+            isinstance(node, ast.Call)
+            and _called_name(node) in TABLE_NAMERS
+            and node.args
+            and _names_guarded_table(node.args[0])
+        ):
+            found.append(f"line {node.lineno}: {_called_name(node)}({ast.unparse(node.args[0])})")
+    return found
+
+
+def test_no_module_but_the_engine_names_a_guarded_table_in_raw_sql():
+    naming = {
+        module: found
+        for module, source in scanned_modules().items()
+        if (found := names_a_guarded_table(source))
+    }
+    offenders = {
+        module: found for module, found in naming.items() if module not in READS_GUARDED_TABLES
+    }
+    assert offenders == {}, "Write through records.changes (a change set) instead"
+    assert naming.keys() >= READS_GUARDED_TABLES.keys(), "READS_GUARDED_TABLES is out of date"
+
+
+def test_the_scan_finds_each_way_to_name_a_guarded_table():
+    source = (
+        "f'DELETE FROM {_table(RemoteId)}'\n"
+        "table = BatchChange._meta.db_table\n"
+        "connection.ops.quote_name('records_batch')\n"
+        "db_connection.ops.quote_name(ReferenceCount)\n"
+    )
+    assert len(names_a_guarded_table(source)) == 4
+    harmless = "_table(Record)\nRecord._meta.db_table\nquote_name('records_record')\n"
+    assert names_a_guarded_table(harmless) == []
 
 
 def test_the_scan_finds_each_kind_of_write():

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from records.models import Record
 from tests.factories import RecordFactory
@@ -62,9 +63,14 @@ def test_only_the_asked_type_is_listed(api, world):
 
 
 def test_records_with_the_same_time_page_by_local_id(api, world):
+    """On PostgreSQL the feed goes by writing transaction, then by row: these seven were
+    written in one (the test's), one after another."""
     same_time = make_orders(world, 7, step=timedelta(0))
     seen, _ = page_through(api, {"limit": 2})
-    assert seen == sorted(r.local_id for r in same_time)
+    if connection.vendor == "postgresql":
+        assert seen == [r.local_id for r in same_time]
+    else:
+        assert seen == sorted(r.local_id for r in same_time)
 
 
 def test_paging_with_writes_in_between_skips_nothing_and_repeats_nothing(api, world):

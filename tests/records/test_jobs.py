@@ -10,9 +10,12 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from io import StringIO
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
 from records import changes, jobs
@@ -246,9 +249,10 @@ def test_progress_is_visible_while_the_job_holds_its_transaction(world, monkeypa
     assert seen["remote_ids"] == 8  # the deletes are not visible before the commit
 
 
-@pytest.mark.postgres
-def test_a_worker_killed_mid_job_leaves_nothing_half_applied(world):
-    """A real worker process, killed with SIGKILL while its job waits inside the apply."""
+@contextmanager
+def worker_killed_mid_job(world):
+    """A real worker process, killed with SIGKILL while its job waits inside the apply:
+    the block runs after the kill, with the dead worker's session ended."""
     linked(world, 4)
     job = services.start_delete_all_job(world.integration, "order", world.actor, 4)
     record = Record.objects.order_by("pk").first()
@@ -297,13 +301,156 @@ def test_a_worker_killed_mid_job_leaves_nothing_half_applied(world):
         blocker.close()
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
+    yield job
 
-    assert RemoteId.objects.filter(connection=world.erp).count() == 4
-    assert not Batch.objects.filter(kind=Batch.Kind.DELETE_ALL).exists()
-    job.refresh_from_db()
-    assert job.state == "running" and job.batch is None  # its page says it stopped
+
+@pytest.mark.postgres
+def test_a_worker_killed_mid_job_leaves_nothing_half_applied(world):
+    with worker_killed_mid_job(world) as job:
+        assert RemoteId.objects.filter(connection=world.erp).count() == 4
+        assert not Batch.objects.filter(kind=Batch.Kind.DELETE_ALL).exists()
+        job.refresh_from_db()
+        assert job.state == "running" and job.batch is None  # its page says it stopped
+
+
+@pytest.mark.postgres
+def test_the_sweeper_fails_a_killed_worker_s_job_restartable_and_it_runs_again(admin_client, world):
+    with worker_killed_mid_job(world) as job:
+        out = StringIO()
+        call_command("jobs", "--requeue", stdout=out)
+
+        job.refresh_from_db()
+        assert (job.state, job.restartable) == ("failed", True)
+        assert f"Job {job.pk}: failed, its worker died; it can be restarted." in out.getvalue()
+        page = admin_client.get(list_url(world)).content.decode()
+        assert "Its worker stopped while it ran" in page and "nothing was written" in page
+
+        call_command("jobs", "--restart", str(job.pk), stdout=StringIO())
+        run_worker()
+
+        job.refresh_from_db()
+        assert (job.state, job.result) == ("done", {"removed": 4})
+        assert not RemoteId.objects.filter(connection=world.erp).exists()
+        # Restarted once: a second restart of a done job is refused.
+        with pytest.raises(CommandError, match="not failed restartable"):
+            call_command("jobs", "--restart", str(job.pk))
 
 
 def _database_url() -> str:
     db = connection.settings_dict
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+# --- exactly once: a job's task delivered twice, or never -------------------------------------
+
+
+def test_a_task_delivered_twice_runs_once_and_done_stays_done(admin_client, world):
+    linked(world, 5)
+    admin_client.post(f"{list_url(world)}delete-all/", {"confirm": "orders"})
+    job = Job.objects.get()
+    jobs.run_job.enqueue(job.pk)  # the queue delivers the same job a second time
+
+    run_worker()
+
+    job.refresh_from_db()
+    assert (job.state, job.result, job.batch.row_count) == ("done", {"removed": 5}, 5)
+    assert Batch.objects.filter(kind=Batch.Kind.DELETE_ALL).count() == 1
+    admin_client.post(f"/t/acme/batches/{job.batch.pk}/restore/")
+    restore = Job.objects.get(kind="restore")
+    jobs.run_job.enqueue(restore.pk)
+    run_worker()
+    assert jobs.execute(restore.pk) == "skipped"  # and once more, late
+    restore.refresh_from_db()
+    assert (restore.state, restore.error) == ("done", "")
+    assert RemoteId.objects.filter(connection=world.erp).count() == 5
+
+
+@pytest.mark.postgres
+def test_two_deliveries_at_once_run_the_job_once(admin_client, world):
+    """Both arrive while the job waits for its tab (behind another change, shown queued):
+    only the one that claimed it runs it."""
+    linked(world, 4)
+    admin_client.get(list_url(world))  # the tab is counted: its lock row exists
+    job = services.start_delete_all_job(world.integration, "order", world.actor, 4)
+    blocker = connections.create_connection("default")
+    blocker.set_autocommit(False)
+    with blocker.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM records_referencecount WHERE integration_id = %s "
+            "AND record_type = 'order' FOR UPDATE",
+            [world.integration.pk],
+        )
+    results = []
+
+    def deliver():
+        try:
+            results.append(jobs.execute(job.pk))
+        finally:
+            connection.close()
+
+    deliveries = [threading.Thread(target=deliver) for _ in range(2)]
+    try:
+        for delivery in deliveries:
+            delivery.start()
+        time.sleep(0.5)
+        job.refresh_from_db()
+        assert job.state == "queued"  # waiting for the tab, and shown so
+    finally:
+        blocker.rollback()
+        blocker.close()
+        for delivery in deliveries:
+            delivery.join(20)
+
+    assert sorted(results) == ["done", "skipped"]
+    job.refresh_from_db()
+    assert (job.state, job.result, job.batch.row_count) == ("done", {"removed": 4}, 4)
+    assert Batch.objects.filter(kind=Batch.Kind.DELETE_ALL).count() == 1
+
+
+class QueueDown:
+    """The queue as it is when Redis is down: every enqueue fails."""
+
+    def enqueue(self, *args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+
+def test_a_job_whose_enqueue_failed_after_the_commit_is_queued_again_by_the_sweeper(
+    admin_client, world, monkeypatch, settings
+):
+    linked(world, 5)
+    monkeypatch.setattr(jobs, "run_job", QueueDown())
+
+    response = admin_client.post(f"{list_url(world)}delete-all/", {"confirm": "orders"})
+
+    assert response.status_code == 302  # committed: the queue's failure is not the user's
+    job = Job.objects.get()
+    assert (job.state, job.task_id) == ("queued", "")
+    monkeypatch.undo()  # the queue is back
+    run_worker()
+    job.refresh_from_db()
+    assert job.state == "queued"  # nobody had it
+
+    settings.REFDESK_JOB_REQUEUE_AFTER = 0
+    out = StringIO()
+    call_command("jobs", "--requeue", stdout=out)
+    assert out.getvalue() == f"Job {job.pk}: queued again (no worker had picked it up).\n"
+    run_worker()
+
+    job.refresh_from_db()
+    assert (job.state, job.result) == ("done", {"removed": 5})
+    assert not RemoteId.objects.filter(connection=world.erp).exists()
+
+
+def test_the_sweeper_leaves_a_job_that_waits_in_the_queue_and_a_live_worker_s_job(world, settings):
+    settings.REFDESK_JOB_REQUEUE_AFTER = 0
+    linked(world, 4)
+    waiting = services.start_delete_all_job(world.integration, "order", world.actor, 4)
+    claimed_by_me = services.start_delete_all_job(world.integration, "article", world.actor, 4)
+    assert jobs.claim(claimed_by_me.pk)  # this process: a worker that lives
+
+    assert jobs.sweep() == jobs.Swept(requeued=[], failed=[])
+
+    run_worker()
+    waiting.refresh_from_db()
+    assert waiting.state == "done"
+    assert Job.objects.get(pk=claimed_by_me.pk).state == "queued"  # still its worker's
