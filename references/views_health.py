@@ -5,18 +5,14 @@ views wire requests to it. Every fix is previewed (the engine's plan) before it 
 
 from __future__ import annotations
 
-import csv
-import io
-
 from django.contrib import messages
-from django.http import StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.views.generic import TemplateView, View
 
+from common.csvfile import csv_response
 from common.entities import slug_of
 from common.errors import DomainError
 from common.paging import Keyset, paged
@@ -24,7 +20,6 @@ from integrations.models import REMOTE_REF
 from records import changes, jobs
 
 from . import health
-from .imports import escape_cell
 from .mixins import IntegrationMixin
 from .views_restore import undo_form
 
@@ -172,30 +167,16 @@ class HealthExportView(HealthMixin, View):
                             "now on", "ref now", "reused at", "reused by"],
         }[finding]  # fmt: skip
 
-        def lines():
-            out = io.StringIO()
-            writer = csv.writer(out)
-            writer.writerow(header)
-            rows = health.finding_rows(integration, record_type, finding)
+        def rows():
+            found = health.finding_rows(integration, record_type, finding)
             for start in range(0, 10**9, 1000):
-                chunk = list(rows[start : start + 1000])
+                chunk = list(found[start : start + 1000])
                 if not chunk:
                     break
                 for item in health.evidence(integration, record_type, finding, chunk):
-                    writer.writerow([escape_cell(str(v)) for v in self.values(finding, item)])
-                yield out.getvalue()
-                out.seek(0)
-                out.truncate()
-            if out.getvalue():
-                yield out.getvalue()
+                    yield self.values(finding, item)
 
-        response = StreamingHttpResponse(lines(), content_type="text/csv")
-        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-        response["Content-Disposition"] = (
-            f'attachment; filename="health-{finding}-{self.entity}-{stamp}.csv"'
-        )
-        response["Cache-Control"] = "no-store"
-        return response
+        return csv_response(header, rows(), name=("health", finding, self.entity))
 
     @staticmethod
     def values(finding: str, item) -> list:
