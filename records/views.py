@@ -141,6 +141,10 @@ class RecordMixin(TenantMixin):
         super().resolve()
         self.get_record()  # before the role check: another tenant's record is a 404 to all
 
+    def resolve_objects(self) -> None:
+        if "custom_data_id" in self.kwargs:
+            self.get_item()
+
     def get_record(self) -> Record:
         if not hasattr(self, "_record"):
             self._record = self.get_object_or_404(

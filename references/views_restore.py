@@ -127,6 +127,9 @@ class RestoreBatchView(ReferencesPageMixin, View):
 
     admin_required = True
 
+    def resolve_objects(self) -> None:
+        self.batch  # noqa: B018 (another tenant's batch is a 404, not a 403)
+
     @cached_property
     def batch(self) -> Batch:
         lookup = {"pk": self.kwargs["batch_id"]}
