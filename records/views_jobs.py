@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.shortcuts import render
 from django.views import View
 
-from common.lists import positive_int
+from common.lists import page_number_of
 from common.paging import page_of
 from integrations.tenancy import TenantMixin
 
@@ -27,7 +27,7 @@ class JobListView(TenantMixin, View):
 
     def get(self, request, *args, **kwargs):
         jobs = self.scoped(Job).select_related("integration__source", "integration__target")
-        page = page_of(jobs, positive_int(request.GET.get("page"), 1), JOBS_PER_PAGE)
+        page = page_of(jobs, page_number_of(request.GET.get("page")), JOBS_PER_PAGE)
         context = {
             "jobs": page.rows,
             "page_number": page.number,

@@ -15,6 +15,7 @@ from django.views.generic import TemplateView, View
 from common.csvfile import csv_response
 from common.entities import slug_of
 from common.errors import DomainError
+from common.numbers import parse_number, shown
 from common.paging import Keyset, paged
 from integrations.models import REMOTE_REF
 from records import changes, jobs
@@ -235,8 +236,12 @@ class HealthFixView(HealthMixin, TemplateView):
     def chosen(self) -> list:
         rows = health.finding_rows(self.integration, self.record_type, self.finding)
         if self.request.POST.get("all") != "1":
-            ids = [int(v) for v in self.request.POST.getlist("row") if v.isdigit()]
-            rows = rows.filter(pk__in=ids[:10_000])
+            asked = self.request.POST.getlist("row")[:10_000]
+            ids = [parse_number(value) for value in asked]
+            if None in ids:
+                bad = shown(asked[ids.index(None)])
+                raise DomainError(f"Row {bad!r} is not a row of this list: nothing was changed.")
+            rows = rows.filter(pk__in=ids)
         return list(rows)
 
     def post(self, request, *args, **kwargs):

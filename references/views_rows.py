@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.views import View
 
 from common.errors import DomainError
+from common.numbers import parse_number
 from records.errors import StaleEdit
 from records.models import AuditEntry
 from records.queries import record_history
@@ -293,7 +294,5 @@ def revertable(entry: AuditEntry, values, current: dict, integration) -> bool:
 
 
 def _int(value, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
+    number = parse_number(value)
+    return default if number is None else number
