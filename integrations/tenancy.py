@@ -11,6 +11,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from common.numbers import parse_number
 from common.prepared import PreparedQuery
 
 from .models import Membership
@@ -87,3 +88,11 @@ class TenantMixin(LoginRequiredMixin):
 
     def get_object_or_404(self, queryset, **lookup):
         return get_object_or_404(self.scoped(queryset), **lookup)
+
+    def url_id(self, name: str) -> int:
+        """The id the URL names under `name` (digits, by its pattern), or a 404 when it is no
+        id the database could hold: 30 or 5,000 digits name nothing."""
+        number = parse_number(str(self.kwargs[name]))
+        if number is None:
+            raise Http404
+        return number

@@ -157,7 +157,7 @@ class RecordMixin(TenantMixin):
         return self.get_object_or_404(
             CustomData.objects.select_related("connection__connector", "record"),
             record=self.get_record(),
-            pk=self.kwargs["custom_data_id"],
+            pk=self.url_id("custom_data_id"),
         )
 
     @property

@@ -49,7 +49,7 @@ class JobDetailView(TenantMixin, View):
     def get(self, request, *args, **kwargs):
         job = self.get_object_or_404(
             Job.objects.select_related("integration__source", "integration__target", "batch"),
-            pk=self.kwargs["job_id"],
+            pk=self.url_id("job_id"),
         )
         if request.htmx:
             response = render(

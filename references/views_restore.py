@@ -132,7 +132,7 @@ class RestoreBatchView(ReferencesPageMixin, View):
 
     @cached_property
     def batch(self) -> Batch:
-        lookup = {"pk": self.kwargs["batch_id"]}
+        lookup = {"pk": self.url_id("batch_id")}
         if "integration_id" in self.kwargs:
             lookup.update(integration=self.integration, record_type=self.record_type)
         return self.get_object_or_404(

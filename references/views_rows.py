@@ -221,12 +221,12 @@ class RevertView(HistoryView):
 
     def get(self, request, *args, **kwargs):
         record = self.get_record()
-        self.get_object_or_404(AuditEntry, pk=self.kwargs["entry_id"])  # another tenant's: 404
+        self.get_object_or_404(AuditEntry, pk=self.url_id("entry_id"))  # another tenant's: 404
         return self.render_history(record)
 
     def post(self, request, *args, **kwargs):
         record = self.get_record()
-        entry = self.get_object_or_404(AuditEntry, pk=self.kwargs["entry_id"], record=record)
+        entry = self.get_object_or_404(AuditEntry, pk=self.url_id("entry_id"), record=record)
         current = services.reference_snapshot(self.integration, record)
         after = entry.before if request.GET.get("to") == "before" else entry.after
         if not revertable(entry, after, current, self.integration):

@@ -144,3 +144,27 @@ def test_a_delete_with_a_version_that_is_no_number_still_answers(admin_client, t
 
     assert response.status_code < 500
     assert Record.objects.filter(pk=record.pk).exists()
+
+
+# --- every API error is JSON -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("get", "/api/v1/", 404),
+        ("get", "/api/v1/order/x/y/z", 404),
+        ("delete", "/api/v1/order", 405),
+        ("patch", "/api/v1/order", 405),
+        ("get", "/api/v1/order?limit=" + "9" * 40, 422),
+        ("get", "/api/v1/order?modifiedAtOrAfter=" + "9" * 5000, 422),
+    ],
+)
+def test_every_api_error_has_the_json_shape(api_client, method, path, status):
+    response = getattr(api_client, method)(path)
+
+    assert response.status_code == status, response.content[:200]
+    body = response.json()
+    assert body["detail"] and body["code"] and body["errors"] is not None
+    if status == 405:
+        assert "GET" in response["Allow"]
