@@ -63,7 +63,7 @@ integration_with_its_tab = PreparedQuery(_integration_with_its_tab)
 
 def _int(value) -> int:
     # The URL pattern admits digits only; a number too big for the database is no integration.
-    number = parse_number(value)
+    number = parse_number(str(value))  # an int when the kwargs came from a batch, not a URL
     if number is None:
         raise Http404("No such integration.")
     return number
