@@ -19,15 +19,14 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from .paging import DEFAULT_PAGE_SIZE, PAGE_SIZES, Keyset, paged
+from .numbers import parse_number
+from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_NUMBER, PAGE_SIZES, Keyset, paged
 
 
-def positive_int(value, default: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return default
-    return number if number > 0 else default
+def page_number_of(value) -> int:
+    """The page a URL asks for: 1 for anything that is not a page number; past any list's
+    end (MAX_PAGE_NUMBER) for digits beyond it, which the page then says."""
+    return parse_number(value, maximum=MAX_PAGE_NUMBER, clamp=True) or 1
 
 
 class ListMixin:
@@ -52,7 +51,7 @@ class ListMixin:
 
     @cached_property
     def per_page(self) -> int:
-        asked = positive_int(self.list_data().get("per_page"), self.default_page_size)
+        asked = parse_number(self.list_data().get("per_page"), maximum=max(self.page_sizes))
         return asked if asked in self.page_sizes else self.default_page_size
 
     def list_template(self) -> str:
@@ -70,7 +69,7 @@ class ListMixin:
         return paged(
             rows,
             keyset,
-            positive_int(data.get("page"), 1) if number is None else number,
+            page_number_of(data.get("page")) if number is None else number,
             self.per_page,
             after=data.get("after", ""),
             before=data.get("before", ""),

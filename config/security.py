@@ -105,6 +105,35 @@ def database_unavailable_response(request) -> HttpResponse:
     return response
 
 
+class ApiErrorsAsJsonMiddleware:
+    """Every error under /api/ in the API's one JSON shape: the ninja views answer their own
+    errors so, but a route that does not exist (Django's 404 page), a method a route does not
+    take (ninja's plain-text 405) or a body Django refused before any view ran would not."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/")
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            return _as_json_error(response)
+        return response
+
+
+def _as_json_error(response) -> JsonResponse:
+    status = response.status_code
+    reason = response.reason_phrase or "Error"
+    converted = _json_error(f"{reason}.", reason.lower().replace(" ", "_"), status)
+    for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+        if header in response:
+            converted[header] = response[header]
+    return converted
+
+
 class DatabaseUnavailableMiddleware:
     """Turns a database connection failure raised by a view into a 503."""
 

@@ -73,6 +73,9 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "config.security.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # An error under /api/ that no API view answered (an unknown route, a method a route does
+    # not take) still gets the API's JSON error shape.
+    "config.security.ApiErrorsAsJsonMiddleware",
     # HTML is compressed (a References page is ~90 KiB); Django pads gzip output with random
     # bytes against BREACH, since pages carry a CSRF token beside reflected search terms.
     "config.compression.HtmlGZipMiddleware",

@@ -11,6 +11,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from common.numbers import parse_number
 from common.prepared import PreparedQuery
 
 from .models import Membership
@@ -60,14 +61,21 @@ class TenantMixin(LoginRequiredMixin):
         request.tenant = membership.tenant
         request.membership = membership
         # What the URL names is resolved before the role is checked: another tenant's object
-        # is a 404 for everyone, so a 403 never tells a support user that it exists.
+        # (or one that does not exist) is a 404 for everyone, so a 403 never tells a support
+        # user that it exists. Admins look the objects up in the view itself, as usual.
         self.resolve()
         if self.admin_required and not membership.is_admin:
+            self.resolve_objects()
             raise PermissionDenied("Only tenant admins may do this.")
         return super().dispatch(request, *args, **kwargs)
 
     def resolve(self) -> None:
         """Look up what the URL names below the tenant (404 if it is not the tenant's)."""
+
+    def resolve_objects(self) -> None:
+        """Look up the objects the URL names below `resolve` (a record, a batch...): 404 if one
+        is not the tenant's. Called before a 403, so that the 403 is only ever for the
+        tenant's own objects."""
 
     @property
     def tenant(self):
@@ -80,3 +88,11 @@ class TenantMixin(LoginRequiredMixin):
 
     def get_object_or_404(self, queryset, **lookup):
         return get_object_or_404(self.scoped(queryset), **lookup)
+
+    def url_id(self, name: str) -> int:
+        """The id the URL names under `name` (digits, by its pattern), or a 404 when it is no
+        id the database could hold: 30 or 5,000 digits name nothing."""
+        number = parse_number(str(self.kwargs[name]))
+        if number is None:
+            raise Http404
+        return number

@@ -56,6 +56,9 @@ class RotateApiKeyView(TenantMixin, TemplateView):
     admin_required = True
     template_name = "integrations/rotate_api_key.html"
 
+    def resolve_objects(self) -> None:
+        self.get_connection()
+
     def get_connection(self) -> Connection:
         return self.get_object_or_404(
             Connection.objects.select_related("connector").filter(connector__category="api"),

@@ -11,6 +11,8 @@ from datetime import datetime
 
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpResponse
 from ninja import NinjaAPI, Path, Query, Router, Status
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
@@ -58,9 +60,10 @@ key (`python manage.py api_key <connectionId>` rotates and prints one).
 connection may not write (custom data scoped to another connection), 404 unknown record (or
 another tenant's), 409 a remoteId another record holds (`heldBy.localId` names it), or with
 `code: bulk_change_running` a bulk change (a delete-all, an import...) of these records is being
-written: nothing was written, try again after `Retry-After` seconds; 422 invalid input with
-field errors, 429 too many failed authentications for this connectionId or from this address
-(wait `Retry-After` seconds).
+written: nothing was written, try again after `Retry-After` seconds; 413 a body over the size
+limit; 415 a write whose body is not sent as `Content-Type: application/json`; 422 invalid input
+with field errors, 429 too many failed authentications for this connectionId or from this
+address (wait `Retry-After` seconds).
 
 **Read-only fields** in request bodies (`localId`, `remoteIdMap`, `remoteRefMap`,
 `lastModified`, ...) are ignored, never applied: a connection sets only its own `remoteId`.
@@ -220,9 +223,43 @@ def not_found(request, exc):
     )
 
 
+@api.exception_handler(RequestDataTooBig)
+def too_big(request, exc):
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return api.create_response(
+        request,
+        error_body(f"The body is larger than {limit:,} bytes; send fewer records.", "too_large"),
+        status=413,
+    )
+
+
+# Methods whose body the API reads.
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def json_bodies_only(run):
+    """Writes take `application/json` only (415 otherwise). A cross-site form can post
+    text/plain, urlencoded or multipart without asking first (no CORS preflight), and a browser
+    that cached a connection's Basic credentials would send them along; it can never send
+    application/json that way."""
+
+    def checked(request, *args, **kwargs):
+        if request.method in BODY_METHODS and request.content_type != "application/json":
+            return api.create_response(
+                request,
+                error_body("Send the body as JSON, with Content-Type: application/json.",
+                           "unsupported_media_type"),
+                status=415,
+            )  # fmt: skip
+        return run(request, *args, **kwargs)
+
+    return checked
+
+
 # --- endpoints -------------------------------------------------------------------------
 
 router = Router(tags=["records"])
+router.add_decorator(json_bodies_only, mode="view")  # before authentication and the body
 READ_ERRORS = {401: ErrorOut, 404: ErrorOut, 422: ErrorOut, 429: ErrorOut}
 WRITE_ERRORS = {
     400: ErrorOut,
@@ -230,6 +267,8 @@ WRITE_ERRORS = {
     403: ErrorOut,
     404: ErrorOut,
     409: ErrorOut,
+    413: ErrorOut,
+    415: ErrorOut,
     422: ErrorOut,
     429: ErrorOut,
 }

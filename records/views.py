@@ -142,6 +142,10 @@ class RecordMixin(TenantMixin):
         super().resolve()
         self.get_record()  # before the role check: another tenant's record is a 404 to all
 
+    def resolve_objects(self) -> None:
+        if "custom_data_id" in self.kwargs:
+            self.get_item()
+
     def get_record(self) -> Record:
         if not hasattr(self, "_record"):
             self._record = self.get_object_or_404(
@@ -154,7 +158,7 @@ class RecordMixin(TenantMixin):
         return self.get_object_or_404(
             CustomData.objects.select_related("connection__connector", "record"),
             record=self.get_record(),
-            pk=self.kwargs["custom_data_id"],
+            pk=self.url_id("custom_data_id"),
         )
 
     @property

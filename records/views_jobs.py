@@ -5,7 +5,7 @@ from django.shortcuts import render
 from django.views import View
 from django_htmx.http import HttpResponseClientRefresh
 
-from common.lists import positive_int
+from common.lists import page_number_of
 from common.paging import page_of
 from integrations.tenancy import TenantMixin
 
@@ -28,7 +28,7 @@ class JobListView(TenantMixin, View):
 
     def get(self, request, *args, **kwargs):
         jobs = self.scoped(Job).select_related("integration__source", "integration__target")
-        page = page_of(jobs, positive_int(request.GET.get("page"), 1), JOBS_PER_PAGE)
+        page = page_of(jobs, page_number_of(request.GET.get("page")), JOBS_PER_PAGE)
         context = {
             "jobs": page.rows,
             "page_number": page.number,
@@ -50,7 +50,7 @@ class JobDetailView(TenantMixin, View):
     def get(self, request, *args, **kwargs):
         job = self.get_object_or_404(
             Job.objects.select_related("integration__source", "integration__target", "batch"),
-            pk=self.kwargs["job_id"],
+            pk=self.url_id("job_id"),
         )
         refresh = request.GET.get("refresh") == "1"
         if request.htmx and refresh and not job.is_active:

@@ -21,29 +21,13 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 
+from common.csvfile import unescape_cell  # the export's escape, read back
 from common.errors import DomainError
 from records import changes
 from records.audit import Actor
 from records.models import AuditEntry, Batch
 
 from .services import reference_change_set
-
-# Cells a spreadsheet would run as a formula (CSV injection) are written with a leading
-# apostrophe, which Excel and LibreOffice show as text; the quote itself is escaped the same way
-# so that reading back is exact: `=SUM(1)` -> `'=SUM(1)`, `'abc` -> `''abc`.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
-
-
-def escape_cell(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
-def unescape_cell(value: str) -> str:
-    """The inverse of escape_cell (a human's `'5001` stays as typed)."""
-    if value.startswith("'") and value[1:2] and value[1:].startswith(FORMULA_STARTS):
-        return value[1:]
-    return value
-
 
 REQUIRED_COLUMNS = ("source_id", "target_id")
 OPTIONAL_COLUMNS = ("source_ref", "target_ref")

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from common.entities import EntityType, record_type_of
+from common.numbers import parse_number
 from common.prepared import PreparedQuery
 from integrations.models import Integration, Tenant
 from integrations.tenancy import TenantMixin
@@ -62,8 +63,8 @@ integration_with_its_tab = PreparedQuery(_integration_with_its_tab)
 
 def _int(value) -> int:
     # The URL pattern admits digits only; a number too big for the database is no integration.
-    number = int(value)
-    if number > 2**63 - 1:
+    number = parse_number(str(value))  # an int when the kwargs came from a batch, not a URL
+    if number is None:
         raise Http404("No such integration.")
     return number
 

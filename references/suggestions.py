@@ -20,6 +20,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
 from common.errors import DomainError, InvalidValue
+from common.numbers import parse_number
 from records import changes
 from records.audit import Actor
 from records.models import AuditEntry, Batch, Record, RemoteId
@@ -128,8 +129,9 @@ def parse_pairs(values: list[str]) -> list[tuple[int, int]]:
     pairs = []
     for value in values:
         source, _, target = value.partition(":")
-        if source.isdigit() and target.isdigit():
-            pairs.append((int(source), int(target)))
+        source, target = parse_number(source), parse_number(target)
+        if source is not None and target is not None:
+            pairs.append((source, target))
     return pairs
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import messages
-from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.utils.html import format_html
 from django.views.generic import TemplateView, View
 
+from common.csvfile import csv_response
 from common.errors import DomainError
 from records import jobs
 from records.counts import counts_of
@@ -257,10 +258,4 @@ class ExportView(IntegrationMixin, View):
 
     def get(self, request, *args, **kwargs):
         rows = exports.export_rows(self.integration, self.record_type, request.GET)
-        response = StreamingHttpResponse(exports.csv_lines(rows), content_type="text/csv")
-        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-        name = f"{self.integration.source.name}-{self.integration.target.name}-{self.entity}"
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name).lower()
-        response["Content-Disposition"] = f'attachment; filename="{safe}-{stamp}.csv"'
-        response["Cache-Control"] = "no-store"
-        return response
+        return csv_response(imports.COLUMNS, rows, name=("references", self.entity), bom=True)

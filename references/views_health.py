@@ -15,6 +15,7 @@ from django.views.generic import TemplateView, View
 
 from common.entities import slug_of
 from common.errors import DomainError
+from common.numbers import parse_number, shown
 from common.paging import Keyset, paged
 
 from . import findings
@@ -190,8 +191,12 @@ class HealthFixView(HealthMixin, PreviewApplyView):
         """The chosen rows, re-derived from the finding (never trusted from the browser)."""
         rows = self.finding.rows()
         if not self.every_row:
-            ids = [int(v) for v in self.request.POST.getlist("row") if v.isdigit()]
-            rows = rows.filter(pk__in=ids[:10_000])
+            asked = self.request.POST.getlist("row")[:10_000]
+            ids = [parse_number(value) for value in asked]
+            if None in ids:
+                bad = shown(asked[ids.index(None)])
+                raise DomainError(f"Row {bad!r} is not a row of this list: nothing was changed.")
+            rows = rows.filter(pk__in=ids)
         rows = list(rows)
         if not rows:
             raise DomainError(

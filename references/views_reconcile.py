@@ -5,15 +5,13 @@ Logic lives in reconcile.py; these views wire requests to it.
 
 from __future__ import annotations
 
-import csv
-import io
-
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.functional import cached_property
 from django.views.generic import TemplateView, View
 
+from common.csvfile import csv_response
 from common.errors import DomainError
 from common.paging import paged
 from integrations.models import REMOTE_REF
@@ -203,17 +201,16 @@ class ReconcileSampleView(HealthMixin, View):
     export looks like, to try the reconcile page on."""
 
     def get(self, request, *args, **kwargs):
-        side = request.GET.get("side", ReconcileUpload.Side.TARGET)
-        text = sample_export(self.integration, self.record_type, side)
-        response = StreamingHttpResponse([text], content_type="text/csv")
-        response["Content-Disposition"] = (
-            f'attachment; filename="sample-{side}-export-{self.entity}.csv"'
-        )
-        return response
+        # Anything but "source" is the target's export, as the page links it: the side in the
+        # file's name is one of the two, never the parameter itself.
+        side = "source" if request.GET.get("side") == ReconcileUpload.Side.SOURCE else "target"
+        header, rows = sample_export(self.integration, self.record_type, side)
+        return csv_response(header, rows, name=("sample", side, "export", self.entity))
 
 
-def sample_export(integration, record_type: str, side: str) -> str:
-    """The side's ids as its system would export them, with a few of each reconcile class."""
+def sample_export(integration, record_type: str, side: str) -> tuple[list[str], list[list]]:
+    """The side's ids as its system would export them, with a few of each reconcile class:
+    (header, rows)."""
     connection = reconcile.side_connection(integration, side)
     rows = list(
         RemoteId.objects.for_tenant(integration.tenant)
@@ -221,16 +218,14 @@ def sample_export(integration, record_type: str, side: str) -> str:
         .order_by("pk")
         .values_list("remote_id", "remote_ref")[:200]
     )
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["Id", "Reference"])
+    lines = []
     kept = rows[3:]  # the first three are gone remotely: stale
     for number, (remote_id, remote_ref) in enumerate(kept):
         if number == 0:
             remote_ref = (remote_ref or "") + " (renamed)"  # ref differs
-        writer.writerow([remote_id, remote_ref])
+        lines.append([remote_id, remote_ref])
         if number == 1:
-            writer.writerow([remote_id, remote_ref])  # twice
+            lines.append([remote_id, remote_ref])  # twice
     unlinked = list(
         unlinked_source_rows(integration, record_type).select_related("record").order_by("pk")[:3]
     )
@@ -238,6 +233,6 @@ def sample_export(integration, record_type: str, side: str) -> str:
     for number, row in enumerate(unlinked):
         key = row.remote_ref if field == REMOTE_REF else row.record.data.get(field)
         if key not in (None, ""):
-            writer.writerow([f"NEW-{number + 1}", key])  # matched: unknown here, same key
-    writer.writerow(["NEW-UNKNOWN-1", ""])  # unknown
-    return out.getvalue()
+            lines.append([f"NEW-{number + 1}", key])  # matched: unknown here, same key
+    lines.append(["NEW-UNKNOWN-1", ""])  # unknown
+    return ["Id", "Reference"], lines

@@ -112,9 +112,12 @@ class RestoreBatchView(ReferencesPageMixin, View):
 
     admin_required = True
 
+    def resolve_objects(self) -> None:
+        self.batch  # noqa: B018 (another tenant's batch is a 404, not a 403)
+
     @cached_property
     def batch(self) -> Batch:
-        lookup = {"pk": self.kwargs["batch_id"]}
+        lookup = {"pk": self.url_id("batch_id")}
         if "integration_id" in self.kwargs:
             lookup.update(integration=self.integration, record_type=self.record_type)
         return self.get_object_or_404(

@@ -12,6 +12,7 @@ from django.views import View
 from django_htmx.http import reswap, retarget
 
 from common.errors import DomainError
+from common.numbers import parse_number
 from records.errors import StaleEdit
 from records.models import AuditEntry
 from records.queries import record_history
@@ -223,12 +224,12 @@ class RevertView(HistoryView):
 
     def get(self, request, *args, **kwargs):
         record = self.get_record()
-        self.get_object_or_404(AuditEntry, pk=self.kwargs["entry_id"])  # another tenant's: 404
+        self.get_object_or_404(AuditEntry, pk=self.url_id("entry_id"))  # another tenant's: 404
         return self.render_history(record)
 
     def post(self, request, *args, **kwargs):
         record = self.get_record()
-        entry = self.get_object_or_404(AuditEntry, pk=self.kwargs["entry_id"], record=record)
+        entry = self.get_object_or_404(AuditEntry, pk=self.url_id("entry_id"), record=record)
         current = reference_snapshot(self.integration, record)
         after = entry.before if request.GET.get("to") == "before" else entry.after
         if not revertable(entry, after, current, self.integration):
@@ -296,7 +297,5 @@ def revertable(entry: AuditEntry, values, current: dict, integration) -> bool:
 
 
 def _int(value, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
+    number = parse_number(value)
+    return default if number is None else number

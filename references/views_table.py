@@ -60,6 +60,10 @@ class ReferencesPageMixin(IntegrationMixin, ListMixin):
     def get_filterset_kwargs(self) -> dict:
         return {"integration": self.integration, "record_type": self.record_type}
 
+    def resolve_objects(self) -> None:
+        if "local_id" in self.kwargs:
+            self.get_record()
+
     @cached_property
     def params(self) -> dict:
         # Read once per request: the counts, the table and the links all need it.

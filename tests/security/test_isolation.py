@@ -69,11 +69,14 @@ def test_another_tenants_slug_is_a_404_for_every_method(admin_client, tenants, r
     [r for r in TENANT_ROUTES if set(r.kwarg_names) - VOCABULARY_KWARGS],
     ids=str,
 )
-def test_another_tenants_ids_under_our_slug_are_a_404(admin_client, tenants, route):
+@pytest.mark.parametrize("who", ["admin", "support"])
+def test_another_tenants_ids_under_our_slug_are_a_404(client, tenants, route, who):
+    """For support too, on admin-only routes: the object is looked up before the role."""
+    client.force_login(tenants.admin if who == "admin" else tenants.support)
     url = route.fill(kwarg_values(tenants.b, tenant_slug=tenants.tenant.slug))
     before = database_fingerprint()
 
-    assert_hidden(admin_client, route, url)
+    assert_hidden(client, route, url)
 
     assert changed_tables(before, database_fingerprint()) == {}
 
@@ -83,14 +86,43 @@ def test_another_tenants_ids_under_our_slug_are_a_404(admin_client, tenants, rou
     [r for r in TENANT_ROUTES if len(set(r.kwarg_names) - VOCABULARY_KWARGS) > 1],
     ids=str,
 )
-def test_one_foreign_id_among_our_own_is_a_404(admin_client, tenants, route):
+@pytest.mark.parametrize("who", ["admin", "support"])
+def test_one_foreign_id_among_our_own_is_a_404(client, tenants, route, who):
     """E.g. our record with the other tenant's custom data id: the child is checked too."""
+    client.force_login(tenants.admin if who == "admin" else tenants.support)
     ours = kwarg_values(tenants.a)
     theirs = kwarg_values(tenants.b)
     before = database_fingerprint()
     for name in set(route.kwarg_names) - VOCABULARY_KWARGS:
         url = route.fill({**ours, name: theirs[name]})
-        assert_hidden(admin_client, route, url)
+        assert_hidden(client, route, url)
+    assert changed_tables(before, database_fingerprint()) == {}
+
+
+# Ids in the URL's own format that name nothing at all.
+MISSING = {
+    "local_id": "0" * 32,
+    "connection_id": "f" * 32,
+    "integration_id": 2**31 - 1,
+    "batch_id": 2**31 - 1,
+    "job_id": 2**31 - 1,
+    "custom_data_id": 2**31 - 1,
+    "entry_id": 2**31 - 1,
+}
+
+
+@pytest.mark.parametrize(
+    "route", [r for r in TENANT_ROUTES if set(r.kwarg_names) & set(MISSING)], ids=str
+)
+@pytest.mark.parametrize("who", ["admin", "support"])
+def test_an_id_that_names_nothing_is_a_404_for_everyone(client, tenants, route, who):
+    """As README promises: no 403 that would tell a support user the object exists."""
+    client.force_login(tenants.admin if who == "admin" else tenants.support)
+    ours = kwarg_values(tenants.a)
+    before = database_fingerprint()
+    for name in set(route.kwarg_names) & set(MISSING):
+        url = route.fill({**ours, name: MISSING[name]})
+        assert_hidden(client, route, url)
     assert changed_tables(before, database_fingerprint()) == {}
 
 
