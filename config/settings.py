@@ -139,6 +139,9 @@ else:
 # A change set that writes more rows than this runs as a background job with a progress bar;
 # smaller ones run in the request.
 REFDESK_JOB_THRESHOLD = int(os.environ.get("REFDESK_JOB_THRESHOLD", "5000"))
+# An uploaded import of more lines than this is checked (planned) by a background job; a
+# smaller one in the upload request (planning, which writes nothing, takes ~1 s per 50,000).
+REFDESK_PLAN_JOB_THRESHOLD = int(os.environ.get("REFDESK_PLAN_JOB_THRESHOLD", "50000"))
 # Above this many target ids of a type, Health's duplicates come from a scan job
 # (references.health.scan), not from every page view.
 REFDESK_HEALTH_LIVE_ROWS = int(os.environ.get("REFDESK_HEALTH_LIVE_ROWS", "50000"))

@@ -556,6 +556,7 @@ def scan(integration, record_type: str, progress=None) -> list[HealthScan]:
             HealthScanRow.objects.bulk_create(
                 (
                     HealthScanRow(
+                        tenant=integration.tenant,
                         scan=kept,
                         remote_id_pk=pair.duplicate.pk,
                         source_pk=pair.source.pk,
@@ -616,7 +617,7 @@ def pairs_from_scan(integration, record_type: str, finding: str, rows) -> list[P
     """The pairs of a page of scanned duplicates, from what the scan stored (no key search)."""
     stored = {
         row.remote_id_pk: row
-        for row in HealthScanRow.objects.filter(
+        for row in HealthScanRow.objects.for_tenant(integration.tenant).filter(
             scan__in=latest_scans(integration, record_type).filter(finding=finding),
             remote_id_pk__in=[row.pk for row in rows],
         )
