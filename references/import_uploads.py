@@ -55,8 +55,8 @@ def store(integration, record_type: str, uploaded, user) -> ImportUpload:
         tenant_id, upload_id = integration.tenant_id, upload.pk
         upload.line_count = uploads.copy_rows(
             ImportLine,
-            ["tenant_id", "upload_id", *RAW],
-            ((tenant_id, upload_id, *line) for line in lines),
+            OUTCOME_COLUMNS,
+            ((tenant_id, upload_id, *line, *NOT_PLANNED) for line in lines),
         )
         upload.save(update_fields=["line_count"])
     return upload
@@ -159,6 +159,10 @@ OUTCOME_COLUMNS = [
     "target_now_id",
     "target_now_ref",
 ]
+
+
+# What a line's outcome columns hold until it is planned (COPY writes every column itself).
+NOT_PLANNED = (False, "", "", "", "", False, False, "", "")
 
 
 def _outcome_row(upload, line: FileLine, row: imports.PlannedRow, entangled: bool) -> tuple:
