@@ -33,6 +33,7 @@ from .services import check_entity_type
 PLAN_CHUNK = 10_000  # lines per change set when planning: about 20 MB of engine objects
 RAW = ("line", "source_id", "target_id", "source_ref", "target_ref", "problem")
 KINDS = (Kind.NEW, Kind.CHANGE, Kind.UNCHANGED, Kind.REJECTED)
+LINKING_UNLINKED = "linking_unlinked"  # in upload.counts beside the outcomes
 
 
 # --- upload -------------------------------------------------------------------------------------
@@ -55,8 +56,8 @@ def store(integration, record_type: str, uploaded, user) -> ImportUpload:
         tenant_id, upload_id = integration.tenant_id, upload.pk
         upload.line_count = uploads.copy_rows(
             ImportLine,
-            OUTCOME_COLUMNS,
-            ((tenant_id, upload_id, *line, *NOT_PLANNED) for line in lines),
+            ["tenant_id", "upload_id", *RAW],
+            ((tenant_id, upload_id, *line) for line in lines),
         )
         upload.save(update_fields=["line_count"])
     return upload
@@ -85,6 +86,7 @@ def plan_upload(upload: ImportUpload, progress=None) -> dict[str, int]:
             done += _plan_chunk(upload, chunk, entangled=False)
         found = dict(lines.order_by().values_list("kind").annotate(n=Count("pk")))
         upload.counts = {kind: found.get(kind, 0) for kind in KINDS}
+        upload.counts[LINKING_UNLINKED] = _linking_unlinked(lines)
         upload.planned_at = timezone.now()
         upload.save(update_fields=["counts", "planned_at"])
         progress("Planned", total, total)
@@ -161,10 +163,6 @@ OUTCOME_COLUMNS = [
 ]
 
 
-# What a line's outcome columns hold until it is planned (COPY writes every column itself).
-NOT_PLANNED = (False, "", "", "", "", False, False, "", "")
-
-
 def _outcome_row(upload, line: FileLine, row: imports.PlannedRow, entangled: bool) -> tuple:
     target_now = row.target_row
     return (
@@ -195,9 +193,8 @@ def preview_lines(upload: ImportUpload, kind: str, *, after: int = 0, size: int 
     )
 
 
-def linking_unlinked(upload: ImportUpload) -> int:
+def _linking_unlinked(lines) -> int:
     """New links of records the source knows: unlinked now, linked after the import."""
-    lines = ImportLine.objects.for_tenant(upload.tenant).filter(upload=upload)
     return lines.filter(kind=Kind.NEW, source_known=True, target_now_id="").count()
 
 

@@ -9,14 +9,15 @@ from records.jobs import job_kind
 from records.models import Job
 
 from . import health, reconcile
-from .import_uploads import apply_upload, plan_upload
+from .import_uploads import KINDS, apply_upload, plan_upload
 from .models import ImportUpload, ReconcileUpload
 
 
 @job_kind("import_plan")
 def plan_import_job(job: Job, progress):
     upload = _import_upload(job)
-    return None, {key: value for key, value in plan_upload(upload, progress).items() if value}
+    counts = plan_upload(upload, progress)
+    return None, {kind: counts[kind] for kind in KINDS if counts[kind]}
 
 
 @job_kind("import")

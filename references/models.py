@@ -106,18 +106,23 @@ class ImportLine(models.Model):
     target_id = models.TextField(blank=True)
     source_ref = models.TextField(blank=True)
     target_ref = models.TextField(blank=True)
-    problem = models.TextField(blank=True, help_text="Why the line is not a row of the file.")
-    # The plan ("" until planned) and what the preview shows of it.
-    kind = models.CharField(max_length=10, choices=Kind.choices, blank=True)
-    reason = models.TextField(blank=True)
+    problem = models.TextField(
+        blank=True, db_default="", help_text="Why the line is not a row of the file."
+    )
+    # The plan ("" until planned) and what the preview shows of it. Database defaults, so the
+    # upload's COPY names only the columns above.
+    kind = models.CharField(max_length=10, choices=Kind.choices, blank=True, db_default="")
+    reason = models.TextField(blank=True, db_default="")
     # Shares an id with another line, or moves an id another line wants: planned together.
-    entangled = models.BooleanField(default=False)
-    shown_source_ref = models.TextField(blank=True)
-    shown_target_ref = models.TextField(blank=True)
-    source_known = models.BooleanField(default=False, help_text="The source knows the id.")
-    source_ref_changes = models.BooleanField(default=False)
-    target_now_id = models.TextField(blank=True, help_text="The record's target id now.")
-    target_now_ref = models.TextField(blank=True)
+    entangled = models.BooleanField(db_default=False)
+    shown_source_ref = models.TextField(blank=True, db_default="")
+    shown_target_ref = models.TextField(blank=True, db_default="")
+    source_known = models.BooleanField(db_default=False, help_text="The source knows the id.")
+    source_ref_changes = models.BooleanField(db_default=False)
+    target_now_id = models.TextField(
+        blank=True, db_default="", help_text="The record's target id now."
+    )
+    target_now_ref = models.TextField(blank=True, db_default="")
 
     objects = TenantQuerySet.as_manager()
 

@@ -144,7 +144,7 @@ class ImportView(IntegrationMixin, TemplateView):
     def forecast_after(self, upload) -> str:
         """The Health page's forecast for after the import: the unlinked records it links
         are no longer created by the next sync."""
-        linked_now = import_uploads.linking_unlinked(upload)
+        linked_now = upload.counts.get(import_uploads.LINKING_UNLINKED, 0)
         unlinked = counts_of(self.integration, self.record_type).unlinked
         return health.creates_after(
             self.integration, self.record_type, max(0, unlinked - linked_now)
