@@ -77,13 +77,18 @@ def plan_upload(upload: ImportUpload, progress=None) -> dict[str, int]:
     lines = ImportLine.objects.for_tenant(upload.tenant).filter(upload=upload)
     with transaction.atomic():
         progress("Finding lines that share ids", 0, total)
+        _analyze()
         mark_entangled(upload)
         entangled = list(lines.filter(entangled=True).values_list("pk", *RAW))
         done = _plan_chunk(upload, entangled, entangled=True)
         unplanned = lines.filter(kind="").order_by("line").values_list("pk", *RAW)
-        while chunk := list(unplanned[:PLAN_CHUNK]):
+        after = 0
+        # By line, not "the first unplanned" each time: the lines planned before are deleted
+        # rows this transaction still steps over in the index until it commits.
+        while chunk := list(unplanned.filter(line__gt=after)[:PLAN_CHUNK]):
             progress("Planning the import", done, total)
             done += _plan_chunk(upload, chunk, entangled=False)
+            after = chunk[-1][1]
         found = dict(lines.order_by().values_list("kind").annotate(n=Count("pk")))
         upload.counts = {kind: found.get(kind, 0) for kind in KINDS}
         upload.counts[LINKING_UNLINKED] = _linking_unlinked(lines)
@@ -91,6 +96,14 @@ def plan_upload(upload: ImportUpload, progress=None) -> dict[str, int]:
         upload.save(update_fields=["counts", "planned_at"])
         progress("Planned", total, total)
     return upload.counts
+
+
+def _analyze() -> None:
+    """Fresh statistics for the line table: a million lines just came in by COPY, and
+    without them PostgreSQL plans the joins below as if the table were empty."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(ImportLine._meta.db_table)}")
 
 
 def mark_entangled(upload: ImportUpload) -> None:

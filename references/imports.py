@@ -168,37 +168,47 @@ def read_csv(lines: Iterator[str]) -> tuple[CsvHeader, Iterator[FileLine]]:
 
 
 def _file_lines(reader, header: CsvHeader, offset: int) -> Iterator[FileLine]:
+    """The lines after the header. Runs once per line of a million-line file: kept lean."""
     other = ";" if header.delimiter == "," else ","
+    width = header.width
+    # A column the header lacks reads the empty cell appended to each row (position -1).
+    source, target, source_ref, target_ref = (header.index.get(name, -1) for name in COLUMNS)
     previous_end = reader.line_num
     try:
         for values in reader:
             line = previous_end + 1 + offset
             previous_end = reader.line_num
-            if not any(value.strip() for value in values):
+            if not "".join(values).strip():
                 continue  # blank line, or Excel's ",,," for an empty row
-            if len(values) > header.width and not any(v.strip() for v in values[header.width :]):
-                values = values[: header.width]
-            if len(values) == header.width:
+            if len(values) > width and not "".join(values[width:]).strip():
+                values = values[:width]
+            if len(values) == width:
+                values.append("")
                 yield FileLine(
                     line,
-                    **{
-                        name: unescape_cell(values[position].strip())
-                        for name, position in header.index.items()
-                    },
+                    _cell(values[source]),
+                    _cell(values[target]),
+                    _cell(values[source_ref]),
+                    _cell(values[target_ref]),
                 )
                 continue
-            if len(values) < header.width and any(other in value for value in values):
+            if len(values) < width and any(other in value for value in values):
                 raise ImportFileError(
                     f"Line {line} is separated by '{other}' but the header uses "
                     f"'{header.delimiter}'. Use one separator throughout the file.",
                     code="delimiter",
                 )
-            problem = f"Expected {header.width} columns like the header, found {len(values)}."
+            problem = f"Expected {width} columns like the header, found {len(values)}."
             yield FileLine(line, problem=problem)
     except csv.Error as error:
         raise ImportFileError(
             f"Line {previous_end + 1 + offset} cannot be read as CSV: {error}.", code="csv"
         ) from None
+
+
+def _cell(value: str) -> str:
+    value = value.strip()
+    return unescape_cell(value) if value[:1] == "'" else value
 
 
 def parse_csv(text: str) -> ParsedFile:

@@ -98,8 +98,23 @@ class ImportLine(models.Model):
         UNCHANGED = "unchanged", "Unchanged"
         REJECTED = "rejected", "Rejected"
 
-    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, related_name="+")
-    upload = models.ForeignKey(ImportUpload, on_delete=models.CASCADE, related_name="lines")
+    # No database foreign keys (db_constraint=False), as on BatchChange: an upload COPYs a
+    # million of these rows, and PostgreSQL checked two keys per row at commit (over 30 s).
+    # Deletes still cascade (Django's collector does that, and only our code writes them).
+    tenant = models.ForeignKey(
+        "integrations.Tenant",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    upload = models.ForeignKey(
+        ImportUpload,
+        on_delete=models.CASCADE,
+        related_name="lines",
+        db_constraint=False,
+        db_index=False,  # the indexes below start with it
+    )
     line = models.PositiveIntegerField()
     # As the file says (trimmed): what the apply plans again.
     source_id = models.TextField(blank=True)
@@ -164,8 +179,21 @@ class ReconcileLine(models.Model):
         TWICE = "twice", "Twice in the file"
         OK = "ok", "Agrees"
 
-    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, related_name="+")
-    upload = models.ForeignKey(ReconcileUpload, on_delete=models.CASCADE, related_name="lines")
+    # No database foreign keys, as on ImportLine: an export of a million lines is COPYed in.
+    tenant = models.ForeignKey(
+        "integrations.Tenant",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    upload = models.ForeignKey(
+        ReconcileUpload,
+        on_delete=models.CASCADE,
+        related_name="lines",
+        db_constraint=False,
+        db_index=False,  # the indexes below start with it
+    )
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.OK)
     line = models.PositiveIntegerField(help_text="Line of the file; 0 for a link it lacks.")
     remote_id = models.CharField(max_length=255)
