@@ -14,12 +14,13 @@ $(PIP_STAMP): pyproject.toml
 
 install: $(PIP_STAMP)
 
-## Serve the app on SQLite with demo data at http://127.0.0.1:8000/, with its job worker beside it
+## Serve the app on SQLite with demo data at http://127.0.0.1:8000/, with its job worker (and the hourly purge of abandoned uploads) beside it
 run: $(PIP_STAMP)
 	$(DEV_ENV) $(BIN)/python manage.py migrate --noinput
 	$(DEV_ENV) $(BIN)/python manage.py seed_demo
 	$(DEV_ENV) $(BIN)/python manage.py db_worker --no-reload & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(DEV_ENV) $(BIN)/python manage.py purge_uploads --every 3600 >/dev/null & purger=$$!; \
+	trap 'kill $$worker $$purger 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 ## The whole suite (unit, HTTP and browser tests) on DATABASE_URL (SQLite by default)

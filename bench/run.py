@@ -12,6 +12,7 @@
     BENCH_COMPARE=sync:2,gthread:2x4,...   candidates of `BENCH_ONLY=gunicorn_compare`
     BENCH_ONLY=a,b         run only these operation keys (and the once-only ones named)
     BENCH_DELETE_ALL=articles   tabs whose delete-all + restore are timed (orders too at 3M)
+    BENCH_UPLOAD_LINES=1000000  lines of the reconcile export and of the import_upload file
 
 See bench/README.md for what is measured and the latest results.
 """
@@ -53,6 +54,7 @@ GUNICORN_CONF = ROOT / "config" / "gunicorn.conf.py"
 GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN_ARGS", "").split()
 THROUGHPUT_CLIENTS = 8
 BATCH_ITEMS = 500  # records per batch request (the API's limit)
+UPLOAD_LINES = int(os.environ.get("BENCH_UPLOAD_LINES", "1000000"))
 ONLY = {key for key in os.environ.get("BENCH_ONLY", "").split(",") if key}
 ADMIN_PATH = "/admin/records/remoteid/"
 # Tabs whose delete-all and restore are timed: articles (~256k rows at 1M); at 3M also orders
@@ -1184,10 +1186,12 @@ def once_import(world, session: Session, rows: int = 100_000) -> list[dict]:
     if status != 302:
         return [{"key": "import", "label": "CSV import", "status": f"upload: HTTP {status}"}]
     preview = headers.get("Location", "")
+    upload = ImportUpload.objects.order_by("-pk").first()
+    if upload.job_id:  # checked (planned) by a job when large: wait for its preview
+        wait_for_job(upload.job_id - 1)
     t0 = time.perf_counter()
     status, _, _ = session.request("GET", preview)
     dry = time.perf_counter() - t0
-    upload = ImportUpload.objects.order_by("-pk").first()
     before = last_job_id()
     t0 = time.perf_counter()
     form_post(session, f"{base}apply/", {"upload": upload.token})
@@ -1212,6 +1216,90 @@ def once_import(world, session: Session, rows: int = 100_000) -> list[dict]:
             "rows": rows,
             "job_seconds": _job_seconds(job),
         },
+    ]
+
+
+class PeakRss:
+    """The highest resident memory each of some processes reached while it ran, sampled
+    every 0.1 s from /proc (a process's VmHWM would also count what came before)."""
+
+    def __init__(self, pids: Callable[[], list[int]]):
+        self.pids = pids
+        self.peak: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self):
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def _sample(self):
+        for pid in self.pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    self.peak[pid] = max(self.peak.get(pid, 0), int(line.split()[1]))
+
+    @property
+    def highest_mb(self) -> int:
+        return max(self.peak.values(), default=0) // 1024
+
+
+def once_import_upload(world, session, server, worker, lines: int = 1_000_000) -> list[dict]:
+    """Upload a `lines`-line import file (~18 MB, under the 20 MB limit) and wait for its
+    preview: the upload request (read and COPY), then the check (plan) job, then the preview
+    page, with the peak RSS of each gunicorn worker and of the job worker. Not applied (the
+    import step times an apply); the upload is deleted afterwards."""
+    from references.models import ImportUpload
+
+    content = "source_id,target_id\n" + "".join(f"U{i:07d},V{i:07d}\n" for i in range(lines))
+    base = f"/t/{world.tenant.slug}/integrations/{world.main.pk}/references/customers/import/"
+    session.request("GET", base)
+    with PeakRss(server.worker_pids) as web, PeakRss(lambda: [worker.process.pid]) as job:
+        t0 = time.perf_counter()
+        status, headers, _ = multipart_post(session, base, "file", "big.csv", content.encode())
+        request_seconds = time.perf_counter() - t0
+        upload = ImportUpload.objects.order_by("-pk").first()
+        if status != 302 or upload is None:
+            return [{"key": "import_upload", "label": "Import upload", "status": f"HTTP {status}"}]
+        checked = wait_for_job(upload.job_id - 1) if upload.job_id else None
+        plan_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        page_status, _, _ = session.request("GET", headers.get("Location", ""))
+        preview_seconds = time.perf_counter() - t1
+    upload.refresh_from_db()
+    counts = upload.counts
+    upload.delete()
+    return [
+        {
+            "key": "import_upload",
+            "label": f"Import upload + check of a {lines:,}-line file ({len(content) >> 20} MB)",
+            "seconds": round(plan_seconds, 2),
+            "request_seconds": round(request_seconds, 2),
+            "preview_seconds": round(preview_seconds, 2),
+            "job_seconds": _job_seconds(checked) if checked else None,
+            "web_worker_rss_mb_peak": web.highest_mb,
+            "job_worker_rss_mb_peak": job.highest_mb,
+            "counts": counts,
+            "status": "ok"
+            if page_status == 200 and (checked is None or checked.state == "done")
+            else (checked.error if checked else f"preview HTTP {page_status}"),
+            "note": f"upload request {request_seconds:.1f} s, preview page "
+            f"{preview_seconds:.2f} s; peak RSS web worker {web.highest_mb} MB, "
+            f"job worker {job.highest_mb} MB",
+        }
     ]
 
 
@@ -1288,10 +1376,11 @@ def scan_health(world) -> list[dict]:
     ]
 
 
-def once_reconcile(world, session: Session, lines: int = 1_000_000) -> list[dict]:
+def once_reconcile(world, session, server, worker, lines: int = 1_000_000) -> list[dict]:
     """Reconcile a `lines`-line Fortnox export of orders through the page: every Fortnox order
     id but the first 1,000 (stale), then unknown ids up to `lines`; compared as a job, timed
-    from the click to the report."""
+    from the click to the report, with the upload request's time and the peak RSS of each
+    gunicorn worker and of the job worker."""
     from records.models import RemoteId
     from references.models import ReconcileUpload
 
@@ -1307,22 +1396,30 @@ def once_reconcile(world, session: Session, lines: int = 1_000_000) -> list[dict
     base = f"/t/{world.tenant.slug}/integrations/{world.main.pk}/health/orders/reconcile/"
     session.request("GET", base)
     before = last_job_id()
-    t0 = time.perf_counter()
-    status, headers, _ = multipart_post(session, base, "file", "fortnox-orders.csv", content)
-    if status != 302:
-        return [{"key": "reconcile", "label": "Reconcile", "status": f"upload: HTTP {status}"}]
-    job = wait_for_job(before)
-    seconds = time.perf_counter() - t0
+    with PeakRss(server.worker_pids) as web, PeakRss(lambda: [worker.process.pid]) as worked:
+        t0 = time.perf_counter()
+        status, headers, _ = multipart_post(session, base, "file", "fortnox-orders.csv", content)
+        request_seconds = time.perf_counter() - t0
+        if status != 302:
+            return [{"key": "reconcile", "label": "Reconcile", "status": f"upload: HTTP {status}"}]
+        job = wait_for_job(before)
+        seconds = time.perf_counter() - t0
     upload = ReconcileUpload.objects.order_by("-pk").first()
     return [
         {
             "key": "reconcile_compare",
-            "label": f"Reconcile a {lines:,}-line export, click to report",
+            "label": f"Reconcile a {lines:,}-line export ({len(content) >> 20} MB), "
+            "click to report",
             "seconds": round(seconds, 2),
             "rows": lines,
+            "request_seconds": round(request_seconds, 2),
             "job_seconds": _job_seconds(job),
+            "web_worker_rss_mb_peak": web.highest_mb,
+            "job_worker_rss_mb_peak": worked.highest_mb,
             "status": "ok" if job.state == "done" else job.error,
             "counts": upload.counts if upload else {},
+            "note": f"upload request {request_seconds:.1f} s; peak RSS web worker "
+            f"{web.highest_mb} MB, job worker {worked.highest_mb} MB",
         }
     ]
 
@@ -1587,7 +1684,7 @@ def main() -> None:
         if selected("gunicorn_compare") and api:
             log("gunicorn_compare: worker classes and counts side by side")
             compare = gunicorn_compare(plan, sessions)
-        with JobWorker():
+        with JobWorker() as worker:
             if selected("delete_all"):
                 for entity in DELETE_ALL_TABS:
                     log(f"delete_all + restore of {entity}: through the UI and the job worker")
@@ -1595,8 +1692,11 @@ def main() -> None:
                     once += once_delete_all_and_restore(world, sessions["app"], entity)
                     vacuum()
             if selected("reconcile"):
-                log("reconcile: a 1,000,000-line export, compared as a job")
-                once += once_reconcile(world, sessions["app"])
+                log(f"reconcile: a {UPLOAD_LINES:,}-line export, compared as a job")
+                once += once_reconcile(world, sessions["app"], server, worker, UPLOAD_LINES)
+            if selected("import_upload"):
+                log(f"import_upload: a {UPLOAD_LINES:,}-line file, uploaded and checked")
+                once += once_import_upload(world, sessions["app"], server, worker, UPLOAD_LINES)
             if selected("import"):
                 log("import: upload, preview, apply as a job")
                 once += once_import(world, sessions["app"])

@@ -190,6 +190,9 @@ REFDESK_JOB_THRESHOLD = int(os.environ.get("REFDESK_JOB_THRESHOLD", "5000"))
 REFDESK_JOB_HEARTBEAT = float(os.environ.get("REFDESK_JOB_HEARTBEAT", "10"))
 REFDESK_JOB_WORKER_TIMEOUT = int(os.environ.get("REFDESK_JOB_WORKER_TIMEOUT", "120"))
 REFDESK_JOB_REQUEUE_AFTER = int(os.environ.get("REFDESK_JOB_REQUEUE_AFTER", "60"))
+# An uploaded import of more lines than this is checked (planned) by a background job; a
+# smaller one in the upload request (planning, which writes nothing, takes ~1 s per 50,000).
+REFDESK_PLAN_JOB_THRESHOLD = int(os.environ.get("REFDESK_PLAN_JOB_THRESHOLD", "50000"))
 # Above this many target ids of a type, Health's duplicates come from a scan job
 # (references.findings.scans), not from every page view.
 REFDESK_HEALTH_LIVE_ROWS = int(os.environ.get("REFDESK_HEALTH_LIVE_ROWS", "50000"))

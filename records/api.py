@@ -358,7 +358,7 @@ def list_changed(
 # Before /{record_type}/{local_id}: ninja answers 405 on the first path that matches.
 @router.post(
     "/{record_type}/lookup",
-    response={200: LookupOut, 400: ErrorOut, **READ_ERRORS},
+    response={200: LookupOut, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut, **READ_ERRORS},
     summary="Up to 500 records this connection knows by remoteIds, in one request",
     description=(
         "Each remoteId of `remoteIds` comes back as an item in the same order, with its "

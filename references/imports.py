@@ -1,10 +1,14 @@
 """CSV import of references: parse, plan (the dry run), apply as one restorable batch.
 
-The same functions serve the upload pages and `manage.py import_references`:
+`manage.py import_references` holds its file in memory:
 
     parsed = parse_csv(decode_csv(data))          # file-level errors raise ImportFileError
     plan = plan_import(integration, record_type, parsed)      # reads only, a few IN queries
     result = apply_import(integration, record_type, text, actor)   # plans again, then writes
+
+The upload pages never do: import_uploads.py streams the file into ImportLine rows, plans
+them in chunks and keeps each line's outcome for the preview (read_csv and lines_change_set
+are the shared parts).
 
 Apply is one transaction and one Batch: every remote-id row it replaces is recorded as
 `removed`, every row it writes as `added`, so `restore_batch` undoes it; records it had to
@@ -16,9 +20,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
+from typing import NamedTuple
 
-from django.conf import settings
 from django.db import transaction
 
 from common.csvfile import unescape_cell  # the export's escape, read back
@@ -27,20 +33,14 @@ from records import changes
 from records.audit import Actor
 from records.models import AuditEntry, Batch
 
+from . import uploads
 from .services import reference_change_set
+from .uploads import ImportFileError, max_upload_bytes  # noqa: F401 (their home before)
 
 REQUIRED_COLUMNS = ("source_id", "target_id")
 OPTIONAL_COLUMNS = ("source_ref", "target_ref")
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 MAX_HEADER_LENGTH = 1000
-
-
-def max_upload_bytes() -> int:
-    return getattr(settings, "REFDESK_IMPORT_MAX_BYTES", 20 * 1024 * 1024)
-
-
-class ImportFileError(DomainError):
-    """The file as a whole cannot be read: nothing of it is planned or written."""
 
 
 # --- reading the file ---------------------------------------------------------------------
@@ -53,32 +53,23 @@ def decode_csv(data: bytes) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ImportFileError(
-            f"The file is not UTF-8 text (line {line} has the byte 0x{data[error.start]:02X}). "
-            'In Excel use "Save as" > "CSV UTF-8 (Comma delimited) (*.csv)".',
-            code="encoding",
-        ) from None
+        raise uploads.not_utf8(data, error, data.count(b"\n", 0, error.start) + 1) from None
     if "\x00" in text:
-        raise ImportFileError(
-            "The file contains NUL bytes: it is not a CSV text file.", code="encoding"
-        )
+        raise uploads.nul_bytes()
     if not text.strip():
         raise ImportFileError("The file is empty.", code="empty")
     return text
 
 
-def read_upload(uploaded) -> str:
-    """Bytes of an uploaded file (size-capped) decoded as UTF-8."""
-    limit = max_upload_bytes()
-    if uploaded.size > limit:
-        raise ImportFileError(
-            f"The file is {uploaded.size / 1_048_576:.1f} MB; at most "
-            f"{limit / 1_048_576:.0f} MB can be uploaded here. Split it into smaller files, "
-            "or ask your administrator to run manage.py import_references for very large files.",
-            code="too_large",
-        )
-    return decode_csv(uploaded.read())
+class FileLine(NamedTuple):
+    """One line of the file as read: a row's values, or why it is not a row (`problem`)."""
+
+    line: int
+    source_id: str = ""
+    target_id: str = ""
+    source_ref: str = ""
+    target_ref: str = ""
+    problem: str = ""
 
 
 @dataclass
@@ -99,33 +90,27 @@ class ParsedFile:
     # Lines that are not a row of the header's shape: (line, reason).
     malformed: list[tuple[int, str]] = field(default_factory=list)
 
+    def lines(self) -> list[FileLine]:
+        return [
+            FileLine(row.line, row.source_id, row.target_id, row.source_ref, row.target_ref)
+            for row in self.rows
+        ] + [FileLine(line, problem=reason) for line, reason in self.malformed]
+
+
+@dataclass
+class CsvHeader:
+    delimiter: str
+    columns: list[str]
+    ignored_columns: list[str]
+    index: dict[str, int]  # column -> position
+    width: int
+
 
 def _header_name(value: str) -> str:
     return value.strip().strip("\ufeff").lower().replace(" ", "_").replace("-", "_")
 
 
-def _sniff_delimiter(text: str) -> tuple[str, str]:
-    """The separator from the header line (or Excel's `sep=;` line); returns (sep, rest)."""
-    first, _, rest = text.partition("\n")
-    first = first.rstrip("\r")
-    if first.lower().startswith("sep=") and len(first) == 5 and first[4] in ",;":
-        return first[4], rest
-    commas, semicolons = first.count(","), first.count(";")
-    if commas and semicolons:
-        raise ImportFileError(
-            "The header line mixes commas and semicolons. Use one separator throughout "
-            "(a comma or a semicolon), e.g. source_id,target_id.",
-            code="delimiter",
-        )
-    return (";" if semicolons else ","), text
-
-
-def parse_csv(text: str) -> ParsedFile:
-    """Rows of a references CSV, or ImportFileError naming what is wrong with the file."""
-    delimiter, body = _sniff_delimiter(text)
-    other = ";" if delimiter == "," else ","
-    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter)
-    first_line = body[: MAX_HEADER_LENGTH + 1].partition("\n")[0]
+def _read_header(reader, first_line: str, delimiter: str) -> CsvHeader:
     try:
         header = next(reader, None) if len(first_line) <= MAX_HEADER_LENGTH else None
     except csv.Error:
@@ -146,45 +131,81 @@ def parse_csv(text: str) -> ParsedFile:
         raise ImportFileError(
             f"The header names {', '.join(duplicated)} more than once.", code="header"
         )
-    index = {name: names.index(name) for name in COLUMNS if name in names}
-    ignored = [name for name in names if name and name not in COLUMNS]
-    width = len(names)
-    offset = 0 if body is text else 1  # the `sep=` line is line 1
-    rows, malformed = [], []
+    return CsvHeader(
+        delimiter,
+        [name for name in names if name in COLUMNS],
+        [name for name in names if name and name not in COLUMNS],
+        {name: names.index(name) for name in COLUMNS if name in names},
+        len(names),
+    )
+
+
+def read_csv(lines: Iterator[str]) -> tuple[CsvHeader, Iterator[FileLine]]:
+    """The header of a references CSV (ImportFileError when it is wrong) and its lines, read
+    as they are consumed (a bad line raises ImportFileError then)."""
+    delimiter, body, offset = uploads.sniff_delimiter(lines)
+    first = next(body, "")
+    first_line = first[: MAX_HEADER_LENGTH + 1].partition("\n")[0]
+    reader = csv.reader(chain([first], body), delimiter=delimiter)
+    header = _read_header(reader, first_line, delimiter)
+    return header, _file_lines(reader, header, offset)
+
+
+def _file_lines(reader, header: CsvHeader, offset: int) -> Iterator[FileLine]:
+    """The lines after the header. Runs once per line of a million-line file: kept lean."""
+    other = ";" if header.delimiter == "," else ","
+    width = header.width
+    # A column the header lacks reads the empty cell appended to each row (position -1).
+    source, target, source_ref, target_ref = (header.index.get(name, -1) for name in COLUMNS)
     previous_end = reader.line_num
     try:
         for values in reader:
             line = previous_end + 1 + offset
             previous_end = reader.line_num
-            if not any(value.strip() for value in values):
+            if not "".join(values).strip():
                 continue  # blank line, or Excel's ",,," for an empty row
-            if len(values) > width and not any(v.strip() for v in values[width:]):
+            if len(values) > width and not "".join(values[width:]).strip():
                 values = values[:width]
-            if len(values) != width:
-                if len(values) < width and any(other in value for value in values):
-                    raise ImportFileError(
-                        f"Line {line} is separated by '{other}' but the header uses "
-                        f"'{delimiter}'. Use one separator throughout the file.",
-                        code="delimiter",
-                    )
-                malformed.append(
-                    (line, f"Expected {width} columns like the header, found {len(values)}.")
+            if len(values) == width:
+                values.append("")
+                yield FileLine(
+                    line,
+                    _cell(values[source]),
+                    _cell(values[target]),
+                    _cell(values[source_ref]),
+                    _cell(values[target_ref]),
                 )
                 continue
-            rows.append(
-                ParsedRow(
-                    line=line,
-                    **{
-                        name: unescape_cell(values[position].strip())
-                        for name, position in index.items()
-                    },
+            if len(values) < width and any(other in value for value in values):
+                raise ImportFileError(
+                    f"Line {line} is separated by '{other}' but the header uses "
+                    f"'{header.delimiter}'. Use one separator throughout the file.",
+                    code="delimiter",
                 )
-            )
+            problem = f"Expected {width} columns like the header, found {len(values)}."
+            yield FileLine(line, problem=problem)
     except csv.Error as error:
         raise ImportFileError(
             f"Line {previous_end + 1 + offset} cannot be read as CSV: {error}.", code="csv"
         ) from None
-    return ParsedFile(delimiter, [n for n in names if n in COLUMNS], ignored, rows, malformed)
+
+
+def _cell(value: str) -> str:
+    value = value.strip()
+    return unescape_cell(value) if value[:1] == "'" else value
+
+
+def parse_csv(text: str) -> ParsedFile:
+    """Rows of a references CSV held in memory (manage.py import_references), or
+    ImportFileError naming what is wrong with the file."""
+    header, lines = read_csv(iter(io.StringIO(text, newline="")))
+    rows, malformed = [], []
+    for line in lines:
+        if line.problem:
+            malformed.append((line.line, line.problem))
+        else:
+            rows.append(ParsedRow(*line[:5]))
+    return ParsedFile(header.delimiter, header.columns, header.ignored_columns, rows, malformed)
 
 
 # --- the plan (dry run): the engine's plan, shown line by line -----------------------------
@@ -256,9 +277,14 @@ class ImportPlan:
 
 
 def import_change_set(integration, record_type: str, parsed: ParsedFile, actor=None, **options):
+    return lines_change_set(integration, record_type, parsed.lines(), actor, **options)
+
+
+def lines_change_set(integration, record_type: str, lines, actor=None, **options):
     """One LINK per row: the record the source knows as X gets target Y (or is created).
 
-    A row with an empty target means "not linked" (what export writes).
+    A row with an empty target means "not linked" (what export writes); a line that is not a
+    row is rejected with its problem.
     """
     return reference_change_set(
         integration,
@@ -266,19 +292,17 @@ def import_change_set(integration, record_type: str, parsed: ParsedFile, actor=N
         actor,
         Batch.Kind.IMPORT,
         [
-            changes.Change(
+            changes.Change(changes.Action.LINK, line=line.line, problem=line.problem)
+            if line.problem
+            else changes.Change(
                 changes.Action.LINK,
-                line=row.line,
-                source_id=row.source_id,
-                source_ref=row.source_ref,
-                target_id=row.target_id,
-                target_ref=row.target_ref,
+                line=line.line,
+                source_id=line.source_id,
+                source_ref=line.source_ref,
+                target_id=line.target_id,
+                target_ref=line.target_ref,
             )
-            for row in parsed.rows
-        ]
-        + [
-            changes.Change(changes.Action.LINK, line=line, problem=reason)
-            for line, reason in parsed.malformed
+            for line in lines
         ],
         relink=True,
         audit_action=AuditEntry.Action.IMPORT,
@@ -346,29 +370,35 @@ class ImportResult:
         return self.counts[Kind.NEW] + self.counts[Kind.CHANGE]
 
 
-def apply_import(
+def apply_import(integration, record_type: str, text: str, actor: Actor, **options):
+    """Plan a file held in memory again and write what it accepts (see apply_lines)."""
+    return apply_lines(integration, record_type, parse_csv(text).lines(), actor, **options)
+
+
+def apply_lines(
     integration,
     record_type: str,
-    text: str,
+    lines,
     actor: Actor,
     *,
     filename: str = "",
     upload=None,
     progress=None,
 ) -> ImportResult:
-    """Plan the file again and write what it accepts in one transaction, as one batch.
+    """Plan the lines again and write what they accept in one transaction, as one batch.
 
     `upload` (an ImportUpload) is locked, refused if already applied, and marked applied.
+    `lines` may be a callable returning them, called once the upload is locked.
     """
     with transaction.atomic():
         if upload is not None:
             upload = type(upload).objects.select_for_update().get(pk=upload.pk)
             if upload.batch_id:
                 raise DomainError("This file was already imported.", code="applied")
-        change_set = import_change_set(
+        change_set = lines_change_set(
             integration,
             record_type,
-            parse_csv(text),
+            lines() if callable(lines) else lines,
             actor,
             description=f"Imported {{written}} {record_type} references"
             + (f" from {filename}" if filename else ""),

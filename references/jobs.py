@@ -1,6 +1,6 @@
-"""Job kinds of the References pages (records.jobs runs them): a large CSV import, the
-comparison and fix of a large reconcile export, a large Health fix (of any registered finding)
-and a Health scan."""
+"""Job kinds of the References pages (records.jobs runs them): the check (plan) and apply of
+a large CSV import, the comparison and fix of a large reconcile export, a large Health fix (of
+any registered finding) and a Health scan."""
 
 from common.errors import DomainError
 from records import changes
@@ -8,28 +8,37 @@ from records.audit import Actor
 from records.jobs import job_kind
 from records.models import Job
 
-from . import findings, imports, reconcile
+from . import findings, reconcile
 from .findings import scans
+from .import_uploads import KINDS, apply_upload, plan_upload
 from .models import ImportUpload, ReconcileUpload
+
+
+@job_kind("import_plan")
+def plan_import_job(job: Job, progress):
+    upload = _import_upload(job)
+    counts = plan_upload(upload, progress)
+    return None, {kind: counts[kind] for kind in KINDS if counts[kind]}
 
 
 @job_kind("import")
 def apply_import_job(job: Job, progress):
-    upload = ImportUpload.objects.for_tenant(job.tenant).filter(pk=job.params["upload_id"]).first()
+    result = apply_upload(_import_upload(job), Actor.parse(job.actor), progress=progress)
+    return result.batch, {key: value for key, value in result.counts.items() if value}
+
+
+def _import_upload(job: Job) -> ImportUpload:
+    upload = (
+        ImportUpload.objects.for_tenant(job.tenant)
+        .select_related("integration__source", "integration__target", "tenant")
+        .filter(pk=job.params["upload_id"])
+        .first()
+    )
     if upload is None:
         raise DomainError(
             "The uploaded file is gone (uploads are kept for a day). Upload it again."
         )
-    result = imports.apply_import(
-        job.integration,
-        job.record_type,
-        upload.text,
-        Actor.parse(job.actor),
-        filename=upload.filename,
-        upload=upload,
-        progress=progress,
-    )
-    return result.batch, {key: value for key, value in result.counts.items() if value}
+    return upload
 
 
 @job_kind("reconcile_compare")

@@ -1,25 +1,32 @@
 # References are not stored on their own: they are pairs of records.RemoteId rows
 # (docs/architecture.md).
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from integrations.models import TenantQuerySet
+from records.models import Job
+
+UNFINISHED_JOB_STATES = (Job.State.QUEUED, Job.State.RUNNING)
 
 
 def new_upload_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-class ImportUpload(models.Model):
-    """A CSV file between its preview (dry run) and its apply.
+class Upload(models.Model):
+    """A CSV file uploaded to a References tab, read once into line rows and kept for a day.
 
-    Kept in the database, not on an app server's disk, so any server can apply what another
-    previewed. Only the uploader sees it, on its tenant, integration and entity type; the
-    plan is computed again from the file on apply, never taken from the browser.
+    The text itself is never kept: the upload request streams the file's lines into a line
+    table (COPY on PostgreSQL), so any server can read what another received and no request
+    holds the whole file. Only the uploader's tenant sees it; `purge_expired` deletes what
+    is left of uploads nobody finished (`manage.py purge_uploads`, run on a schedule).
     """
+
+    KEPT_FOR = timedelta(days=1)
 
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
     integration = models.ForeignKey("integrations.Integration", on_delete=models.CASCADE)
@@ -29,35 +36,122 @@ class ImportUpload(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     filename = models.CharField(max_length=255, blank=True)
     size = models.PositiveIntegerField(default=0)
-    text = models.TextField(help_text="The file decoded as UTF-8 (BOM removed).")
-    batch = models.ForeignKey(
-        "records.Batch",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="The batch that applied this file, once applied.",
-    )
+    line_count = models.PositiveIntegerField(default=0, help_text="Lines read from the file.")
+    counts = models.JSONField(default=dict, blank=True, help_text="Lines per outcome.")
     job = models.ForeignKey(
         "records.Job",
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
-        help_text="The background job applying this file, when it is large.",
+        help_text="The background job working on this file, when it is large.",
+    )
+    batch = models.ForeignKey(
+        "records.Batch",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The batch that applied this file (or its fix), once applied.",
     )
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        abstract = True
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["tenant", "created_at"], name="importupload_recent_idx")]
 
     def __str__(self) -> str:
         return self.filename or self.token
 
+    @classmethod
+    def purge_expired(cls, tenant=None, *, now=None) -> int:
+        """Delete uploads older than KEPT_FOR (of one tenant, or of all) with their lines,
+        except those a job is still working on; returns how many went."""
+        expired = (cls.objects.for_tenant(tenant) if tenant else cls.objects.all()).filter(
+            created_at__lt=(now or timezone.now()) - cls.KEPT_FOR
+        )
+        deleted, by_model = expired.exclude(job__state__in=UNFINISHED_JOB_STATES).delete()
+        return by_model.get(cls._meta.label, 0)
 
-class ReconcileUpload(models.Model):
+
+class ImportUpload(Upload):
+    """A references CSV between its preview (dry run) and its apply.
+
+    Its lines (ImportLine) carry the file's values and, once planned, each line's outcome:
+    the preview pages through them; the apply plans the same values again, never anything
+    taken from the browser.
+    """
+
+    ignored_columns = models.JSONField(default=list, blank=True)
+    planned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(Upload.Meta):
+        indexes = [models.Index(fields=["tenant", "created_at"], name="importupload_recent_idx")]
+
+
+class ImportLine(models.Model):
+    """One line of an uploaded references CSV: what it says, then what the plan made of it."""
+
+    class Kind(models.TextChoices):
+        NEW = "new", "New link"
+        CHANGE = "changed", "Change"
+        UNCHANGED = "unchanged", "Unchanged"
+        REJECTED = "rejected", "Rejected"
+
+    # No database foreign keys (db_constraint=False), as on BatchChange: an upload COPYs a
+    # million of these rows, and PostgreSQL checked two keys per row at commit (over 30 s).
+    # Deletes still cascade (Django's collector does that, and only our code writes them).
+    tenant = models.ForeignKey(
+        "integrations.Tenant",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    upload = models.ForeignKey(
+        ImportUpload,
+        on_delete=models.CASCADE,
+        related_name="lines",
+        db_constraint=False,
+        db_index=False,  # the indexes below start with it
+    )
+    line = models.PositiveIntegerField()
+    # As the file says (trimmed): what the apply plans again.
+    source_id = models.TextField(blank=True)
+    target_id = models.TextField(blank=True)
+    source_ref = models.TextField(blank=True)
+    target_ref = models.TextField(blank=True)
+    problem = models.TextField(
+        blank=True, db_default="", help_text="Why the line is not a row of the file."
+    )
+    # The plan ("" until planned) and what the preview shows of it. Database defaults, so the
+    # upload's COPY names only the columns above.
+    kind = models.CharField(max_length=10, choices=Kind.choices, blank=True, db_default="")
+    reason = models.TextField(blank=True, db_default="")
+    # Shares an id with another line, or moves an id another line wants: planned together.
+    entangled = models.BooleanField(db_default=False)
+    shown_source_ref = models.TextField(blank=True, db_default="")
+    shown_target_ref = models.TextField(blank=True, db_default="")
+    source_known = models.BooleanField(db_default=False, help_text="The source knows the id.")
+    source_ref_changes = models.BooleanField(db_default=False)
+    target_now_id = models.TextField(
+        blank=True, db_default="", help_text="The record's target id now."
+    )
+    target_now_ref = models.TextField(blank=True, db_default="")
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["upload", "kind", "line"], name="importline_kind_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.line}: {self.source_id} -> {self.target_id}"
+
+
+class ReconcileUpload(Upload):
     """A remote system's export (its ids, optionally refs), compared with refdesk's links.
 
     The file is read once into ReconcileLine rows, classified there, and kept only as long as
@@ -68,39 +162,11 @@ class ReconcileUpload(models.Model):
         SOURCE = "source", "Source"
         TARGET = "target", "Target"
 
-    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
-    integration = models.ForeignKey("integrations.Integration", on_delete=models.CASCADE)
-    record_type = models.CharField(max_length=40)
     side = models.CharField(max_length=10, choices=Side.choices, default=Side.TARGET)
-    token = models.CharField(max_length=40, unique=True, default=new_upload_token, editable=False)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
-    created_at = models.DateTimeField(default=timezone.now)
-    filename = models.CharField(max_length=255, blank=True)
-    size = models.PositiveIntegerField(default=0)
-    text = models.TextField(blank=True, help_text="The file until it is compared, then empty.")
-    line_count = models.PositiveIntegerField(default=0)
-    counts = models.JSONField(default=dict, blank=True, help_text="Lines per class.")
     compared_at = models.DateTimeField(null=True, blank=True)
-    job = models.ForeignKey(
-        "records.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    batch = models.ForeignKey(
-        "records.Batch",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="The batch that applied the fix, once applied.",
-    )
 
-    objects = TenantQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(Upload.Meta):
         indexes = [models.Index(fields=["tenant", "created_at"], name="reconcile_recent_idx")]
-
-    def __str__(self) -> str:
-        return self.filename or self.token
 
 
 class ReconcileLine(models.Model):
@@ -114,7 +180,21 @@ class ReconcileLine(models.Model):
         TWICE = "twice", "Twice in the file"
         OK = "ok", "Agrees"
 
-    upload = models.ForeignKey(ReconcileUpload, on_delete=models.CASCADE, related_name="lines")
+    # No database foreign keys, as on ImportLine: an export of a million lines is COPYed in.
+    tenant = models.ForeignKey(
+        "integrations.Tenant",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    upload = models.ForeignKey(
+        ReconcileUpload,
+        on_delete=models.CASCADE,
+        related_name="lines",
+        db_constraint=False,
+        db_index=False,  # the indexes below start with it
+    )
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.OK)
     line = models.PositiveIntegerField(help_text="Line of the file; 0 for a link it lacks.")
     remote_id = models.CharField(max_length=255)
@@ -122,6 +202,8 @@ class ReconcileLine(models.Model):
     known_ref = models.CharField(max_length=255, blank=True)
     # The record holding the id here (stale, ref differs), or the unlinked one it matches.
     record_id = models.BigIntegerField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -166,11 +248,14 @@ class HealthScanRow(models.Model):
     row and (second target records) the target row it is linked to. A row fixed since no
     longer exists, so it drops out of the list without a new scan."""
 
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, related_name="+")
     scan = models.ForeignKey(HealthScan, on_delete=models.CASCADE, related_name="rows")
     remote_id_pk = models.BigIntegerField()
     source_pk = models.BigIntegerField()
     linked_pk = models.BigIntegerField(null=True, blank=True)
     key = models.CharField(max_length=255, blank=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["scan", "remote_id_pk"], name="healthscanrow_idx")]

@@ -17,17 +17,16 @@ the file, and each id refdesk knows that the file lacks, gets one class:
 - twice: the id is in the file more than once;
 - ok: both agree.
 
-The file is read once into ReconcileLine rows (in chunks, so a million lines stream), and the
-text is dropped once compared: the report is all that is kept, for a day.
+The upload request reads the file once, a line at a time, into ReconcileLine rows (COPY on
+PostgreSQL): its text is never kept. The comparison classifies those rows in SQL (a job when
+large); the report is all that is kept, for a day (`manage.py purge_uploads`).
 """
 
 from __future__ import annotations
 
 import csv
-import io
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
 
 from django.db import connection as db_connection
 from django.db import transaction
@@ -40,13 +39,13 @@ from records.audit import Actor
 from records.models import AuditEntry, Batch, RemoteId
 
 from .findings.keys import key_expression, target_only_rows
-from .imports import ImportFileError, _sniff_delimiter, read_upload, unescape_cell
+from .imports import unescape_cell
 from .models import ReconcileLine, ReconcileUpload
 from .services import check_entity_type, reference_change_set, unlinked_source_rows
+from .uploads import ImportFileError, copy_rows, opened_text, sniff_delimiter
 
 Kind = ReconcileLine.Kind
 CHUNK = 2000
-KEPT_FOR = timedelta(days=1)
 ID_WORDS = ("id",)
 REF_WORDS = ("ref", "number", "name")
 # Classes in the order the report's tabs show them.
@@ -67,10 +66,11 @@ def _column(names: list[str], words, skip: int | None = None) -> int | None:
     return None
 
 
-def read_lines(text: str) -> Iterator[tuple[int, str, str]]:
-    """(line number, id, ref) of each line of the export; ImportFileError for a bad file."""
-    delimiter, body = _sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter)
+def read_lines(lines: Iterator[str]) -> Iterator[tuple[int, str, str]]:
+    """(line number, id, ref) of each line of the export, read as they are consumed;
+    ImportFileError for a bad header at once, for a bad line when it is reached."""
+    delimiter, body, offset = sniff_delimiter(lines)
+    reader = csv.reader(body, delimiter=delimiter)
     try:
         header = next(reader, None) or []
     except csv.Error:
@@ -84,8 +84,10 @@ def read_lines(text: str) -> Iterator[tuple[int, str, str]]:
             f'"id" (e.g. id, DocumentNumber_id, Order ID), optionally a ref. Found: {found[:80]}.',
             code="header",
         )
-    ref_column = _column(names, REF_WORDS, skip=id_column)
-    offset = 0 if body is text else 1
+    return _id_lines(reader, id_column, _column(names, REF_WORDS, skip=id_column), offset)
+
+
+def _id_lines(reader, id_column: int, ref_column: int | None, offset: int):
     previous_end = reader.line_num
     try:
         for values in reader:
@@ -102,28 +104,36 @@ def read_lines(text: str) -> Iterator[tuple[int, str, str]]:
 
 
 def start(integration, record_type: str, side: str, uploaded, user) -> ReconcileUpload:
-    """Keep an uploaded export until it is compared; the file's problems are raised now."""
+    """Read an uploaded export into ReconcileLine rows, to be compared; the file's problems
+    are raised now (and nothing is kept)."""
     check_entity_type(integration, record_type)
     if side not in ReconcileUpload.Side.values:
         raise DomainError("Choose which system the export comes from.", field="side")
-    text = read_upload(uploaded)
-    for _ in read_lines(text[:65536].rsplit("\n", 1)[0] if len(text) > 65536 else text):
-        break  # the header is checked here, the lines when compared
-    else:
-        raise ImportFileError("The file has a header but no ids.", code="empty")
-    ReconcileUpload.objects.for_tenant(integration.tenant).filter(
-        created_at__lt=timezone.now() - KEPT_FOR
-    ).delete()
-    return ReconcileUpload.objects.create(
-        tenant=integration.tenant,
-        integration=integration,
-        record_type=record_type,
-        side=side,
-        uploaded_by=user,
-        filename=(getattr(uploaded, "name", "") or "")[:255],
-        size=getattr(uploaded, "size", 0) or 0,
-        text=text,
-    )
+    ReconcileUpload.purge_expired(integration.tenant)
+    with transaction.atomic(), opened_text(uploaded) as text:
+        lines = read_lines(text)
+        upload = ReconcileUpload.objects.create(
+            tenant=integration.tenant,
+            integration=integration,
+            record_type=record_type,
+            side=side,
+            uploaded_by=user,
+            filename=(getattr(uploaded, "name", "") or "")[:255],
+            size=getattr(uploaded, "size", 0) or 0,
+        )
+        tenant_id, upload_id = integration.tenant_id, upload.pk
+        upload.line_count = copy_rows(
+            ReconcileLine,
+            ["tenant_id", "upload_id", "kind", "line", "remote_id", "file_ref", "known_ref"],
+            (
+                (tenant_id, upload_id, Kind.UNKNOWN, line, remote_id[:255], ref[:255], "")
+                for line, remote_id, ref in lines
+            ),
+        )
+        if not upload.line_count:
+            raise ImportFileError("The file has a header but no ids.", code="empty")
+        upload.save(update_fields=["line_count"])
+    return upload
 
 
 # --- comparing --------------------------------------------------------------------------------
@@ -156,16 +166,12 @@ def compare(upload: ReconcileUpload, progress=None) -> dict[str, int]:
     progress = progress or (lambda phase, done, total: None)
     tenant, integration = upload.tenant, upload.integration
     connection = side_connection(integration, upload.side)
-    lines = list(read_lines(upload.text))
-    total = len(lines)
+    total = upload.line_count
     table = db_connection.ops.quote_name(ReconcileLine._meta.db_table)
     remote_ids = db_connection.ops.quote_name(RemoteId._meta.db_table)
     side = [tenant.pk, connection.pk, upload.record_type]
     with transaction.atomic(), db_connection.cursor() as cursor:
-        upload.lines.all().delete()
-        progress("Reading the file", 0, total)
-        _insert_lines(cursor, upload, lines)
-        progress("Comparing with the references", total // 2, total)
+        progress("Comparing with the references", 0, total)
         # Known here: agrees, or its ref differs.
         cursor.execute(
             f"UPDATE {table} SET record_id = r.record_id, known_ref = r.remote_ref, "  # noqa: S608
@@ -186,47 +192,21 @@ def compare(upload: ReconcileUpload, progress=None) -> dict[str, int]:
         _mark_matched(upload)
         # Known here, not in the file: stale.
         cursor.execute(
-            f"INSERT INTO {table} (upload_id, kind, line, remote_id, file_ref, "  # noqa: S608
-            "known_ref, record_id) "
-            f"SELECT %s, %s, 0, r.remote_id, '', r.remote_ref, r.record_id FROM {remote_ids} r "
+            f"INSERT INTO {table} (tenant_id, upload_id, kind, line, remote_id, "  # noqa: S608
+            "file_ref, known_ref, record_id) "
+            f"SELECT %s, %s, %s, 0, r.remote_id, '', r.remote_ref, r.record_id "
+            f"FROM {remote_ids} r "
             "WHERE r.tenant_id = %s AND r.connection_id = %s AND r.record_type = %s "
             f"AND NOT EXISTS (SELECT 1 FROM {table} l WHERE l.upload_id = %s "
             "AND l.remote_id = r.remote_id)",
-            [upload.pk, Kind.STALE, *side, upload.pk],
+            [tenant.pk, upload.pk, Kind.STALE, *side, upload.pk],
         )
         counts = dict(_counts(upload.lines.all(), "kind"))
         upload.counts = {kind: counts.get(kind, 0) for kind in Kind.values}
-        upload.line_count = total
         upload.compared_at = timezone.now()
-        upload.text = ""
-        upload.save(update_fields=["counts", "line_count", "compared_at", "text"])
+        upload.save(update_fields=["counts", "compared_at"])
         progress("Compared", total, total)
     return upload.counts
-
-
-def _insert_lines(cursor, upload, lines) -> None:
-    """Every line of the file as an "unknown" ReconcileLine, in one pass."""
-    if db_connection.vendor == "postgresql":
-        columns = "upload_id, kind, line, remote_id, file_ref, known_ref"
-        with cursor.cursor.copy(
-            f"COPY {ReconcileLine._meta.db_table} ({columns}) FROM STDIN"
-        ) as copy:
-            for line, remote_id, ref in lines:
-                copy.write_row((upload.pk, Kind.UNKNOWN, line, remote_id[:255], ref[:255], ""))
-        return
-    ReconcileLine.objects.bulk_create(
-        (
-            ReconcileLine(
-                upload=upload,
-                kind=Kind.UNKNOWN,
-                line=line,
-                remote_id=remote_id[:255],
-                file_ref=ref[:255],
-            )
-            for line, remote_id, ref in lines
-        ),
-        batch_size=CHUNK,
-    )
 
 
 def _mark_matched(upload) -> None:
@@ -243,7 +223,7 @@ def _mark_matched(upload) -> None:
     )
     found = [(pk, matches[ref]) for pk, ref in candidates if matches.get(ref)]
     per_record = Counter(record_id for _, record_id in found)
-    ReconcileLine.objects.bulk_update(
+    ReconcileLine.objects.for_tenant(upload.tenant).bulk_update(
         [
             ReconcileLine(pk=pk, record_id=record_id, kind=Kind.MATCHED)
             for pk, record_id in found

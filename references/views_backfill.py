@@ -5,12 +5,9 @@ requests to them. Their Undo buttons post to the one restore view (views_restore
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
-from django.utils import timezone
 from django.utils.html import format_html
 from django.views.generic import TemplateView, View
 
@@ -20,14 +17,14 @@ from records import jobs
 from records.counts import counts_of
 from records.models import AuditEntry, Batch
 
-from . import exports, imports, suggestions
+from . import exports, import_uploads, imports, suggestions
 from .findings.wording import creates_after
 from .mixins import IntegrationMixin
 from .models import ImportUpload
 from .views_restore import undo_form
 
-SHOWN_ROWS = 200  # rejected rows / changes listed on the preview
-UPLOADS_KEPT_FOR = timedelta(days=1)
+SHOWN_ROWS = 200  # rejected rows / changes listed on a page of the preview
+SHOWN_NEW = 50
 
 
 # --- import ----------------------------------------------------------------------------------
@@ -54,11 +51,7 @@ class ImportView(IntegrationMixin, TemplateView):
         upload = get_object_or_404(self.uploads().select_related("batch", "job"), token=token)
         if upload.batch_id:
             return self.render_to_response(self.applied_context(upload))
-        try:
-            plan = imports.plan_text(self.integration, self.record_type, upload.text)
-        except DomainError as error:
-            return self.render_to_response(self.get_context_data(error=error.message), status=422)
-        return self.render_to_response(self.preview_context(upload, plan))
+        return self.render_to_response(self.preview_context(upload))
 
     def post(self, request, *args, **kwargs):
         uploaded = request.FILES.get("file")
@@ -66,25 +59,30 @@ class ImportView(IntegrationMixin, TemplateView):
             return self.render_to_response(
                 self.get_context_data(error="Choose a CSV file to upload."), status=422
             )
+        ImportUpload.purge_expired(self.tenant)
         try:
-            text = imports.read_upload(uploaded)
-            imports.parse_csv(text)
+            upload = import_uploads.store(
+                self.integration, self.record_type, uploaded, request.user
+            )
         except DomainError as error:
             return self.render_to_response(
                 self.get_context_data(error=error.message, filename=uploaded.name), status=422
             )
-        ImportUpload.objects.for_tenant(self.tenant).filter(
-            created_at__lt=timezone.now() - UPLOADS_KEPT_FOR
-        ).exclude(job__state__in=jobs.ACTIVE).delete()
-        upload = ImportUpload.objects.create(
-            tenant=self.tenant,
-            integration=self.integration,
-            record_type=self.record_type,
-            uploaded_by=request.user,
-            filename=uploaded.name[:255],
-            size=uploaded.size,
-            text=text,
-        )
+        if import_uploads.plans_as_job(upload):
+            upload.job = jobs.start_job(
+                "import_plan",
+                tenant=self.tenant,
+                actor=self.actor,
+                integration=self.integration,
+                record_type=self.record_type,
+                params={"upload_id": upload.pk},
+                total=upload.line_count,
+                description=f"Check {upload.filename or 'a CSV file'} "
+                f"({upload.line_count:,} lines) for import",
+            )
+            upload.save(update_fields=["job"])
+        else:
+            import_uploads.plan_upload(upload)
         return HttpResponseRedirect(f"{self.url('import')}?upload={upload.token}")
 
     def get_context_data(self, **kwargs):
@@ -101,30 +99,53 @@ class ImportView(IntegrationMixin, TemplateView):
             max_mb=imports.max_upload_bytes() // 1_048_576, recent=recent, **kwargs
         )
 
-    def preview_context(self, upload, plan):
-        rejected = plan.of(imports.Kind.REJECTED)
-        changes = plan.of(imports.Kind.CHANGE)
-        new = plan.of(imports.Kind.NEW)
+    def preview_context(self, upload):
+        """The stored plan of an upload, one page of each outcome (or the job planning it)."""
+        if upload.planned_at is None:
+            return self.get_context_data(upload=upload, job=upload.job, planning=True)
+        counts = {kind: upload.counts.get(kind, 0) for kind in import_uploads.KINDS}
+        after = self.after_line()
+        sections = {
+            name: self.preview_section(upload, kind, counts[kind], size, after.get(kind, 0))
+            for name, kind, size in (
+                ("rejected", imports.Kind.REJECTED, SHOWN_ROWS),
+                ("changes", imports.Kind.CHANGE, SHOWN_ROWS),
+                ("new", imports.Kind.NEW, SHOWN_NEW),
+            )
+        }
         return self.get_context_data(
             upload=upload,
-            plan=plan,
-            counts=plan.counts,
-            to_write=len(new) + len(changes),
-            rejected=rejected[:SHOWN_ROWS],
-            rejected_more=max(0, len(rejected) - SHOWN_ROWS),
-            changes=changes[:SHOWN_ROWS],
-            changes_more=max(0, len(changes) - SHOWN_ROWS),
-            new=new[:50],
-            new_more=max(0, len(new) - 50),
+            counts=counts,
+            to_write=counts[imports.Kind.NEW] + counts[imports.Kind.CHANGE],
+            sections=sections,
             apply_url=self.url("import-apply"),
-            job=upload.job,
-            forecast_after=self.forecast_after(new),
+            job=upload.job if upload.job and upload.job.kind == "import" else None,
+            forecast_after=self.forecast_after(upload),
+            **{name: section["rows"] for name, section in sections.items()},
         )
 
-    def forecast_after(self, new) -> str:
+    def after_line(self) -> dict[str, int]:
+        """Where a section's page starts: ?show=<outcome>&after=<line>."""
+        after = self.request.GET.get("after", "")
+        shown = self.request.GET.get("show", "")
+        if shown not in import_uploads.KINDS or not after.isdigit() or len(after) > 9:
+            return {}
+        return {shown: int(after)}
+
+    def preview_section(self, upload, kind: str, count: int, size: int, after: int) -> dict:
+        rows = import_uploads.preview_lines(upload, kind, after=after, size=size)
+        base = f"{self.url('import')}?upload={upload.token}&show={kind}"
+        return {
+            "rows": rows,
+            "first_url": base if after else "",
+            "next_url": f"{base}&after={rows[-1].line}" if len(rows) == size else "",
+            "more": max(0, count - size) if not after else 0,
+        }
+
+    def forecast_after(self, upload) -> str:
         """The Health page's forecast for after the import: the unlinked records it links
         are no longer created by the next sync."""
-        linked_now = sum(1 for row in new if row.source_row is not None and not row.target_row)
+        linked_now = upload.counts.get(import_uploads.LINKING_UNLINKED, 0)
         unlinked = counts_of(self.integration, self.record_type).unlinked
         return creates_after(self.integration, self.record_type, max(0, unlinked - linked_now))
 
@@ -162,9 +183,9 @@ class ImportApplyView(IntegrationMixin, View):
             token=request.POST.get("upload", ""),
         )
         done_url = f"{self.url('import')}?upload={upload.token}"
-        if upload.job_id and upload.job.is_active:
-            return HttpResponseRedirect(done_url)  # already being applied
-        rows = len(imports.parse_csv(upload.text).rows)
+        if upload.planned_at is None or (upload.job_id and upload.job.is_active):
+            return HttpResponseRedirect(done_url)  # still being checked, or being applied
+        rows = upload.line_count
         if jobs.runs_as_job(rows):
             upload.job = jobs.start_job(
                 "import",
@@ -179,14 +200,7 @@ class ImportApplyView(IntegrationMixin, View):
             upload.save(update_fields=["job"])
             return HttpResponseRedirect(done_url)
         try:
-            imports.apply_import(
-                self.integration,
-                self.record_type,
-                upload.text,
-                self.actor,
-                filename=upload.filename,
-                upload=upload,
-            )
+            import_uploads.apply_upload(upload, self.actor)
         except DomainError as error:
             messages.error(request, error.message)
         return HttpResponseRedirect(done_url)

@@ -54,7 +54,7 @@ class ReconcileView(HealthMixin, TemplateView):
             return self.render_to_response(
                 self.get_context_data(error=error.message, side=side), status=422
             )
-        lines = upload.text.count("\n")
+        lines = upload.line_count
         if jobs.runs_as_job(lines):
             upload.job = jobs.start_job(
                 "reconcile_compare",

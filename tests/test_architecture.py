@@ -51,6 +51,7 @@ RAW_WRITE = re.compile(
 READS_GUARDED_TABLES = {
     "records/locks.py": "locks the tabs' count rows (SELECT ... FOR UPDATE / FOR KEY SHARE)",
     "references/reconcile.py": "joins remote ids to compare an uploaded export with the links",
+    "references/import_uploads.py": "reads remote ids to find the lines planned together",
 }
 TABLE_NAMERS = {"_table", "quote_name"}
 GUARDED_TABLE = re.compile(r'^"?records_(remoteid|batch|batchchange|referencecount)"?$')

@@ -79,6 +79,7 @@ def _keep(finding, found: list[Pair]) -> HealthScan:
         HealthScanRow.objects.bulk_create(
             (
                 HealthScanRow(
+                    tenant=finding.integration.tenant,
                     scan=kept,
                     remote_id_pk=pair.duplicate.pk,
                     source_pk=pair.source.pk,
@@ -135,7 +136,7 @@ def pairs_from_scan(finding, rows) -> list[Pair]:
     integration = finding.integration
     stored = {
         row.remote_id_pk: row
-        for row in HealthScanRow.objects.filter(
+        for row in HealthScanRow.objects.for_tenant(integration.tenant).filter(
             scan__in=latest_scans(integration, finding.record_type).filter(finding=finding.name),
             remote_id_pk__in=[row.pk for row in rows],
         )

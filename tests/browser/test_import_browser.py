@@ -5,6 +5,7 @@ from playwright.sync_api import Page, expect
 
 from records.models import Batch, RemoteId
 from tests.factories import PASSWORD, make_reference
+from tests.workers import run_worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -50,3 +51,30 @@ def test_admin_uploads_a_csv_previews_it_applies_it_and_undoes_it(
         page.get_by_text("Undone: Imported 3001 order references from orders.csv.")
     ).to_be_visible()
     assert RemoteId.objects.filter(connection=world.erp).count() == 1
+
+
+def test_a_large_file_shows_its_check_in_progress_then_the_preview(
+    live_server, page: Page, world, tmp_path, settings
+):
+    settings.REFDESK_PLAN_JOB_THRESHOLD = 10  # 30 lines make a "large" file here
+    csv_file = tmp_path / "orders.csv"
+    rows = "".join(f"{7000 + i},INV-{7000 + i}\n" for i in range(30))
+    csv_file.write_text(f"source_id,target_id\n{rows}", encoding="utf-8")
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("Username").fill("anna")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(
+        f"{live_server.url}/t/acme/integrations/{world.integration.pk}/references/orders/import/"
+    )
+    page.get_by_label("CSV file", exact=True).set_input_files(str(csv_file))
+    page.get_by_role("button", name="Preview import").click()
+
+    expect(page.get_by_role("heading", name="Checking orders.csv")).to_be_visible()
+    expect(page.get_by_text("Waiting for a worker")).to_be_visible()
+    expect(page.get_by_role("button", name="Import 30 references")).to_have_count(0)
+
+    run_worker()  # the page polls, sees the check done and reloads with the preview
+
+    expect(page.get_by_role("heading", name="Preview of orders.csv")).to_be_visible()
+    expect(page.get_by_role("button", name="Import 30 references")).to_be_visible()
