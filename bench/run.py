@@ -54,6 +54,8 @@ GUNICORN_CONF = ROOT / "config" / "gunicorn.conf.py"
 GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN_ARGS", "").split()
 THROUGHPUT_CLIENTS = 8
 BATCH_ITEMS = 500  # records per batch request (the API's limit)
+# Records per second through the batch endpoints with THROUGHPUT_CLIENTS clients (issue 24).
+BATCH_TARGETS = {"lookup": 20_000, "write": 5_000}
 UPLOAD_LINES = int(os.environ.get("BENCH_UPLOAD_LINES", "1000000"))
 ONLY = {key for key in os.environ.get("BENCH_ONLY", "").split(",") if key}
 ADMIN_PATH = "/admin/records/remoteid/"
@@ -483,35 +485,50 @@ def run_group(group: Group, sessions: dict[str, Session]) -> list[Result]:
     results = {role: Result(op.key, op.label) for role, op in members}
     missing = [op.session for _, op in members if op.session not in sessions]
     if missing:
-        for result in results.values():
-            result.status, result.note = "skipped", f"no {', '.join(missing)} session"
-        return list(results.values())
+        return _all_marked(results, "skipped", f"no {', '.join(missing)} session")
     started = time.monotonic()
     warmup = WARMUP
     for i in range(WARMUP + group.app.requests):
         if i < warmup and time.monotonic() - started > PAIR_SECONDS / 4:
             warmup = i
             started = time.monotonic()
-        shift = i % len(members)
-        for role, op in members[shift:] + members[:shift]:
-            status, response_headers, data, elapsed = timed(sessions[op.session], op, i)
-            if status not in op.expect:
-                note = f"HTTP {status} for {op.method} {op.path(i)}"
-                log(f"{op.key}: {note}: {data[:300]!r}")
-                for result in results.values():
-                    result.status, result.note = "error", note
-                return list(results.values())
-            if i >= warmup:
-                results[role].samples.append(elapsed)
-                count = response_headers.get("X-Bench-Queries")
-                if count is not None:
-                    results[role].queries.append(int(count))
+        error = _one_round(members, sessions, results, i, timing=i >= warmup)
+        if error:
+            return _all_marked(results, "error", error)
         if i == warmup - 1:
             started = time.monotonic()
         if i >= warmup and time.monotonic() - started > PAIR_SECONDS and i - warmup >= 29:
             for result in results.values():
                 result.note = f"stopped after {PAIR_SECONDS:.0f} s"
             break
+    _compare(group, results)
+    return list(results.values())
+
+
+def _all_marked(results: dict, status: str, note: str) -> list[Result]:
+    for result in results.values():
+        result.status, result.note = status, note
+    return list(results.values())
+
+
+def _one_round(members, sessions, results, i: int, *, timing: bool) -> str:
+    """One request of each member, rotated by `i`; the error, if one answered wrongly."""
+    shift = i % len(members)
+    for role, op in members[shift:] + members[:shift]:
+        status, response_headers, data, elapsed = timed(sessions[op.session], op, i)
+        if status not in op.expect:
+            note = f"HTTP {status} for {op.method} {op.path(i)}"
+            log(f"{op.key}: {note}: {data[:300]!r}")
+            return note
+        if timing:
+            results[role].samples.append(elapsed)
+            count = response_headers.get("X-Bench-Queries")
+            if count is not None:
+                results[role].queries.append(int(count))
+    return ""
+
+
+def _compare(group: Group, results: dict) -> None:
     app = results["app"]
     if "admin" in results:
         app.compared["admin_ratio"] = ratio_stats(results["admin"].samples, app.samples)
@@ -521,7 +538,6 @@ def run_group(group: Group, sessions: dict[str, Session]) -> list[Result]:
     if "floor" in results:
         app.compared["floor_multiple"] = ratio_stats(app.samples, results["floor"].samples)
         app.compared["floor_key"] = group.floor.key
-    return list(results.values())
 
 
 # --- CPU accounting ---------------------------------------------------------------------------
@@ -1557,7 +1573,12 @@ def _floor(stats: dict | None) -> str:
 
 
 def print_table(
-    rows: list[dict], once: list[dict], tput: dict, other: dict | None, compare: dict | None
+    rows: list[dict],
+    once: list[dict],
+    tput: dict,
+    other: dict | None,
+    compare: dict | None,
+    batches: dict | None = None,
 ) -> None:
     other_q = {}
     if other:
@@ -1573,61 +1594,91 @@ def print_table(
     )
     print("-" * 140)
     for row in rows:
-        if row["status"] != "ok":
-            print(f"{row['label'][:44]:44} {row['status']}: {row['note']}")
-            continue
-        floor = row.get("floor_multiple")
-        oq = other_q.get(row["key"])
-        print(
-            f"{row['label'][:44]:44} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} "
-            f"{row['queries'] if row['queries'] is not None else '':>5} "
-            f"{'' if oq is None else oq:>10} {_spread(row.get('admin_ratio')):>27} "
-            f"{_floor(floor):>32}"
-        )
-        for miss in row.get("misses", []):
-            print(f"{'':46}MISSED: {miss}")
-        p50_target = P50_TARGETS.get(row["key"])
-        if p50_target is not None and row["p50_ms"] > p50_target:
-            print(f"{'':46}MISSED: target p50 {p50_target} ms")
+        _print_operation(row, other_q)
     for item in once:
-        if item.get("status", "ok") != "ok":
-            print(f"{item['label'][:44]:44} {item['status']}: {item.get('note', '')}")
-        else:
-            print(
-                f"{item['label'][:58]:58} {item['seconds']:>7.2f}s   (once)"
-                + (f" job {item['job_seconds']} s" if item.get("job_seconds") else "")
-                + f" {item.get('note', '')}"
-            )
-            target = ONCE_TARGETS.get(item["key"])
-            if target is not None and item["seconds"] > target:
-                print(f"{'':46}MISSED: target {target} s, {item['seconds'] / target:.1f}x over")
-    if tput.get("status") in ("ok", "error"):
-        cpu = tput["cpu_share_pct"]
-        print(
-            f"{'API by-remote-id throughput':44} {tput['requests_per_second']:>6} req/s "
-            f"(rounds {tput['rounds']}; {tput['clients']} keep-alive clients, p50 "
-            f"{tput['p50_ms']} ms, {tput['connections_opened']} connections opened; CPU "
-            f"client {cpu['client']}%, gunicorn {cpu['gunicorn']}%, postgres {cpu['postgres']}%,"
-            f" machine busy {cpu['machine_busy']}% of 2 cores)"
-        )
-        if tput["requests_per_second"] < THROUGHPUT_TARGET:
-            print(f"{'':46}MISSED: {tput['requests_per_second']} < {THROUGHPUT_TARGET} req/s")
-    if compare:
-        first = compare["candidates"][0]
-        print()
-        print("gunicorn candidates (page 1 and API p50 interleaved; 8-client API throughput):")
-        for spec in compare["candidates"]:
-            page, api = compare["list_page1"][spec], compare["api_by_remote_id"][spec]
-            run = compare["api_throughput"][spec]
-            print(
-                f"  {spec:12} page 1 p50 {page['p50_ms']:>6.1f} ms "
-                f"({_spread(page[f'ratio_to_{first}'])} of {first})  "
-                f"API p50 {api['p50_ms']:>5.2f} ms  {run['requests_per_second']:>5} req/s "
-                f"{run['rounds']}  CPU client {run['cpu_share_pct']['client']}% "
-                f"gunicorn {run['cpu_share_pct']['gunicorn']}% "
-                f"postgres {run['cpu_share_pct']['postgres']}%"
-            )
+        _print_once(item)
+    _print_throughput(tput)
+    _print_batches(batches)
+    _print_compare(compare)
     print(f"load average at the end: {os.getloadavg()}")
+
+
+def _print_operation(row: dict, other_q: dict) -> None:
+    if row["status"] != "ok":
+        print(f"{row['label'][:44]:44} {row['status']}: {row['note']}")
+        return
+    oq = other_q.get(row["key"])
+    print(
+        f"{row['label'][:44]:44} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} "
+        f"{row['queries'] if row['queries'] is not None else '':>5} "
+        f"{'' if oq is None else oq:>10} {_spread(row.get('admin_ratio')):>27} "
+        f"{_floor(row.get('floor_multiple')):>32}"
+    )
+    for miss in row.get("misses", []):
+        print(f"{'':46}MISSED: {miss}")
+    p50_target = P50_TARGETS.get(row["key"])
+    if p50_target is not None and row["p50_ms"] > p50_target:
+        print(f"{'':46}MISSED: target p50 {p50_target} ms")
+
+
+def _print_once(item: dict) -> None:
+    if item.get("status", "ok") != "ok":
+        print(f"{item['label'][:44]:44} {item['status']}: {item.get('note', '')}")
+        return
+    print(
+        f"{item['label'][:58]:58} {item['seconds']:>7.2f}s   (once)"
+        + (f" job {item['job_seconds']} s" if item.get("job_seconds") else "")
+        + f" {item.get('note', '')}"
+    )
+    target = ONCE_TARGETS.get(item["key"])
+    if target is not None and item["seconds"] > target:
+        print(f"{'':46}MISSED: target {target} s, {item['seconds'] / target:.1f}x over")
+
+
+def _print_throughput(tput: dict) -> None:
+    if tput.get("status") not in ("ok", "error"):
+        return
+    cpu = tput["cpu_share_pct"]
+    print(
+        f"{'API by-remote-id throughput':44} {tput['requests_per_second']:>6} req/s "
+        f"(rounds {tput['rounds']}; {tput['clients']} keep-alive clients, p50 "
+        f"{tput['p50_ms']} ms, {tput['connections_opened']} connections opened; CPU "
+        f"client {cpu['client']}%, gunicorn {cpu['gunicorn']}%, postgres {cpu['postgres']}%,"
+        f" machine busy {cpu['machine_busy']}% of 2 cores)"
+    )
+    if tput["requests_per_second"] < THROUGHPUT_TARGET:
+        print(f"{'':46}MISSED: {tput['requests_per_second']} < {THROUGHPUT_TARGET} req/s")
+
+
+def _print_batches(batches: dict | None) -> None:
+    for key, run in (batches or {}).items():
+        target = BATCH_TARGETS[key]
+        print(
+            f"{'API batch ' + key + ' (' + str(BATCH_ITEMS) + ' per request)':44} "
+            f"{run['records_per_second']:>8,} records/s (rounds {run['rounds']} req/s, "
+            f"p50 {run['p50_ms']} ms, {run['clients']} clients)"
+        )
+        if run["records_per_second"] < target:
+            print(f"{'':46}MISSED: target {target:,} records/s")
+
+
+def _print_compare(compare: dict | None) -> None:
+    if not compare:
+        return
+    first = compare["candidates"][0]
+    print()
+    print("gunicorn candidates (page 1 and API p50 interleaved; 8-client API throughput):")
+    for spec in compare["candidates"]:
+        page, api = compare["list_page1"][spec], compare["api_by_remote_id"][spec]
+        run = compare["api_throughput"][spec]
+        print(
+            f"  {spec:12} page 1 p50 {page['p50_ms']:>6.1f} ms "
+            f"({_spread(page[f'ratio_to_{first}'])} of {first})  "
+            f"API p50 {api['p50_ms']:>5.2f} ms  {run['requests_per_second']:>5} req/s "
+            f"{run['rounds']}  CPU client {run['cpu_share_pct']['client']}% "
+            f"gunicorn {run['cpu_share_pct']['gunicorn']}% "
+            f"postgres {run['cpu_share_pct']['postgres']}%"
+        )
 
 
 def selected(*keys: str) -> bool:
@@ -1640,7 +1691,7 @@ def main() -> None:
     setup_django()
     from django.core.management import call_command
 
-    from bench.load import APP_USER, SUPERUSER, ensure_data
+    from bench.load import ensure_data
 
     load_before = os.getloadavg()
     log(f"database {DB}: migrate")
@@ -1651,96 +1702,124 @@ def main() -> None:
     if not ONLY or any(key.startswith("health") for key in ONLY):
         once += scan_health(world)
     plan = Plan(world)
-    groups = [g for g in plan.groups() if selected(g.key, *(op.key for _, op in g.members))]
-    ops = [op for op in plan.ops() if selected(op.key)]
-    results: list[Result] = []
-    tput: dict = {"status": "skipped"}
-    compare = None
-    batches = None
     with (
         Server() as server,
         Server(FLOOR_PORT, "bench.floor_settings", name="floor"),
     ):
-        sessions = {
-            "app": Session().login(*APP_USER),
-            "admin": Session().login(*SUPERUSER),
-            "floor": Session(port=FLOOR_PORT),
-        }
-        api = api_session(world)
-        if api:
-            sessions["api"] = api
-        for group in groups:
-            log(f"{group.key}: " + ", ".join(op.key for _, op in group.members) + " interleaved")
-            results += run_group(group, sessions)
-        for op in ops:
-            log(f"{op.key}: {op.label}")
-            results.append(run_op(op, sessions))
-        if selected("api_throughput") and api:
-            log(f"api_throughput: {THROUGHPUT_CLIENTS} keep-alive clients, 3 rounds")
-            tput = throughput_rounds(plan.api_op(), api, server)
-        if selected("api_batch") and api:
-            log(f"api_batch: lookups and writes of {BATCH_ITEMS}, {THROUGHPUT_CLIENTS} clients")
-            batches = api_batches(plan, api, server)
-        if selected("gunicorn_compare") and api:
-            log("gunicorn_compare: worker classes and counts side by side")
-            compare = gunicorn_compare(plan, sessions)
-        with JobWorker() as worker:
-            if selected("delete_all"):
-                for entity in DELETE_ALL_TABS:
-                    log(f"delete_all + restore of {entity}: through the UI and the job worker")
-                    vacuum()
-                    once += once_delete_all_and_restore(world, sessions["app"], entity)
-                    vacuum()
-            if selected("reconcile"):
-                log(f"reconcile: a {UPLOAD_LINES:,}-line export, compared as a job")
-                once += once_reconcile(world, sessions["app"], server, worker, UPLOAD_LINES)
-            if selected("import_upload"):
-                log(f"import_upload: a {UPLOAD_LINES:,}-line file, uploaded and checked")
-                once += once_import_upload(world, sessions["app"], server, worker, UPLOAD_LINES)
-            if selected("import"):
-                log("import: upload, preview, apply as a job")
-                once += once_import(world, sessions["app"])
-                vacuum()
-            if selected("health_fix"):
-                log("health_fix: put back 10,000 lost links as a job")
-                once += once_health_fix(world, sessions["app"])
-                vacuum()
-        if selected("export"):
-            log("export: CSV of every tab")
-            once += once_export(world, sessions, server)
+        sessions = bench_sessions(world)
+        timed_runs = run_timed(plan, sessions, server)
+        once += run_once_steps(world, sessions, server)
         rss = server.worker_rss_kb()
-    rows = [r.as_dict() for r in results]
+    rows = [r.as_dict() for r in timed_runs["results"]]
     other = previous_with_other_n()
-    print_table(rows, once, tput, other, compare)
+    tput, compare, batches = timed_runs["tput"], timed_runs["compare"], timed_runs["batches"]
+    print_table(rows, once, tput, other, compare, batches)
+    write_results(
+        {
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "worker_rss_kb": rss,
+            "operations": rows,
+            "once": once,
+            "api_throughput": tput,
+            "api_batch": batches,
+            "gunicorn_compare": compare,
+        }
+    )
+
+
+def bench_sessions(world) -> dict[str, Session]:
+    from bench.load import APP_USER, SUPERUSER
+
+    sessions = {
+        "app": Session().login(*APP_USER),
+        "admin": Session().login(*SUPERUSER),
+        "floor": Session(port=FLOOR_PORT),
+    }
+    api = api_session(world)
+    if api:
+        sessions["api"] = api
+    return sessions
+
+
+def run_timed(plan: Plan, sessions: dict[str, Session], server: Server) -> dict:
+    """The pages and API calls timed request by request, then the throughput runs."""
+    groups = [g for g in plan.groups() if selected(g.key, *(op.key for _, op in g.members))]
+    results: list[Result] = []
+    for group in groups:
+        log(f"{group.key}: " + ", ".join(op.key for _, op in group.members) + " interleaved")
+        results += run_group(group, sessions)
+    for op in (op for op in plan.ops() if selected(op.key)):
+        log(f"{op.key}: {op.label}")
+        results.append(run_op(op, sessions))
+    out = {"results": results, "tput": {"status": "skipped"}, "compare": None, "batches": None}
+    api = sessions.get("api")
+    if selected("api_throughput") and api:
+        log(f"api_throughput: {THROUGHPUT_CLIENTS} keep-alive clients, 3 rounds")
+        out["tput"] = throughput_rounds(plan.api_op(), api, server)
+    if selected("api_batch") and api:
+        log(f"api_batch: lookups and writes of {BATCH_ITEMS}, {THROUGHPUT_CLIENTS} clients")
+        out["batches"] = api_batches(plan, api, server)
+    if selected("gunicorn_compare") and api:
+        log("gunicorn_compare: worker classes and counts side by side")
+        out["compare"] = gunicorn_compare(plan, sessions)
+    return out
+
+
+def run_once_steps(world, sessions: dict[str, Session], server: Server) -> list[dict]:
+    """The bulk operations, each once, through the UI and the job worker."""
+    once: list[dict] = []
+    app = sessions["app"]
+    with JobWorker() as worker:
+        if selected("delete_all"):
+            for entity in DELETE_ALL_TABS:
+                log(f"delete_all + restore of {entity}: through the UI and the job worker")
+                vacuum()
+                once += once_delete_all_and_restore(world, app, entity)
+                vacuum()
+        if selected("reconcile"):
+            log(f"reconcile: a {UPLOAD_LINES:,}-line export, compared as a job")
+            once += once_reconcile(world, app, server, worker, UPLOAD_LINES)
+        if selected("import_upload"):
+            log(f"import_upload: a {UPLOAD_LINES:,}-line file, uploaded and checked")
+            once += once_import_upload(world, app, server, worker, UPLOAD_LINES)
+        once += _once_writes(world, app)
+    if selected("export"):
+        log("export: CSV of every tab")
+        once += once_export(world, sessions, server)
+    return once
+
+
+def _once_writes(world, app: Session) -> list[dict]:
+    once: list[dict] = []
+    if selected("import"):
+        log("import: upload, preview, apply as a job")
+        once += once_import(world, app)
+        vacuum()
+    if selected("health_fix"):
+        log("health_fix: put back 10,000 lost links as a job")
+        once += once_health_fix(world, app)
+        vacuum()
+    return once
+
+
+def write_results(measured: dict) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"{stamp}-{git_sha()}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "n": N,
-                "git_sha": git_sha(),
-                "timestamp": stamp,
-                "database": DB,
-                "cpus": os.cpu_count(),
-                "gunicorn": {
-                    "config": str(GUNICORN_CONF.relative_to(ROOT)),
-                    "settings": gunicorn_settings(),
-                    "extra_args": GUNICORN_ARGS,
-                    "as_in_production": not GUNICORN_ARGS,
-                },
-                "load_average_before": load_before,
-                "load_average_after": os.getloadavg(),
-                "worker_rss_kb": rss,
-                "operations": rows,
-                "once": once,
-                "api_throughput": tput,
-                "api_batch": batches,
-                "gunicorn_compare": compare,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    about = {
+        "n": N,
+        "git_sha": git_sha(),
+        "timestamp": stamp,
+        "database": DB,
+        "cpus": os.cpu_count(),
+        "gunicorn": {
+            "config": str(GUNICORN_CONF.relative_to(ROOT)),
+            "settings": gunicorn_settings(),
+            "extra_args": GUNICORN_ARGS,
+            "as_in_production": not GUNICORN_ARGS,
+        },
+    }
+    out.write_text(json.dumps({**about, **measured}, indent=2) + "\n")
     log(f"wrote {out.relative_to(ROOT)}")
 
 
