@@ -5,9 +5,9 @@ middleware, no session, no log-in, no base template (bench/floor_settings.py).
     GET /floor/<integration_id>/<record_type>/?q=...&linked=...   50 rows of the References page
     GET /floor/<tenant_id>/records/<local_id>/                  one record
 
-The rows are `references.selectors.reference_rows` with the filter values the page's
+The rows are `references.queries.reference_rows` with the filter values the page's
 ReferenceFilterSet would pass, in the same order (newest first, keyset order), 51 fetched for
-50 shown as `selectors.page_of` does. Tenant and integration are one query, as the page's
+50 shown as `references.queries.page_of` does. Tenant and integration are one query, as the page's
 membership and integration queries are on the app side.
 """
 
@@ -20,7 +20,7 @@ from integrations.models import Integration, Tenant
 from records.models import CustomData, Record, RemoteId
 from records.queries import record_history
 from references.filters import reference_rows
-from references.selectors import DEFAULT_SORT
+from references.queries import DEFAULT_SORT
 
 LINKED = {"all", "linked", "unlinked", "lost", "never"}
 

@@ -778,7 +778,7 @@ class Plan:
         # "Next" from deep pages: the position of the last row of pages deep_page - k.
         from common.paging import row_position
         from references.filters import reference_rows
-        from references.selectors import KEYSETS
+        from references.queries import KEYSETS
 
         start = (self.deep_page - 7) * self.page_size - 1
         rows = list(reference_rows(world.main, "order")[start : self.deep_page * self.page_size])
@@ -1327,7 +1327,7 @@ def once_health_fix(world, session: Session, rows: int = 10_000) -> list[dict]:
     from records import changes
     from records.audit import Actor
     from records.models import AuditEntry, Batch
-    from references.selectors import base_reference_rows
+    from references.queries import base_reference_rows
     from references.services import reference_change_set, restore_batch
 
     actor = Actor("user", "bench")

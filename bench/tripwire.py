@@ -102,7 +102,7 @@ def step_lose_links(world, state: dict) -> str:
     from records import changes
     from records.audit import Actor
     from records.models import AuditEntry, Batch
-    from references.selectors import base_reference_rows
+    from references.queries import base_reference_rows
     from references.services import reference_change_set
 
     record_ids = list(

@@ -1,7 +1,7 @@
 """The References table's query-string filters (linked, modified_after, q, sort).
 
 A plain django-filter FilterSet: its queryset is every row of one integration and entity
-type (`selectors.base_reference_rows`), and each filter narrows or orders it the usual way,
+type (`queries.base_reference_rows`), and each filter narrows or orders it the usual way,
 so the page, the CSV export and `reference_rows` share this one query:
 
     filterset = ReferenceFilterSet(request.GET, integration=integration, record_type="order")
@@ -27,7 +27,7 @@ from records.counts import is_lost
 from records.models import RemoteId
 from records.queries import target_row
 
-from .selectors import (
+from .queries import (
     DEFAULT_SORT,
     LINKED_CHOICES,
     SORT_CHOICES,

@@ -25,7 +25,7 @@ from records import counts
 from records.audit import Actor
 from records.jobs import SHOWN_FOR, has_recent_jobs
 
-from .selectors import BANNER_HOURS, restorable_delete_alls
+from .queries import BANNER_HOURS, restorable_delete_alls
 
 
 def _integrations(tenant_id: int):

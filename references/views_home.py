@@ -7,7 +7,7 @@ tenant picker before it (integrations.views.home) needs only memberships.
 from django.urls import reverse
 from django.views.generic import TemplateView
 
-from common.counting import Count
+from common.display_counts import Count
 from common.entities import EntityType, slug_of
 from integrations.models import Integration
 from integrations.tenancy import TenantMixin

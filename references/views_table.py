@@ -2,7 +2,7 @@
 
 Every URL renders a full page without HTMX; with HTMX it renders the partial its target asks
 for (`request.htmx.target`). Rules live in references.services, the table query in
-references.selectors; these views only connect the two to templates. ReferencesPageMixin holds
+references.queries; these views only connect the two to templates. ReferencesPageMixin holds
 what every view of the page renders (the table, its counts, one row); the row actions are in
 views_rows.py, delete all and restore in views_restore.py.
 """
@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views import View
 from django_htmx.http import push_url
 
-from common.counting import Count, capped_count
+from common.display_counts import Count, capped_count
 from common.entities import EntityType, slug_of
 from common.lists import ListMixin
 from common.paging import DEFAULT_PAGE_SIZE
@@ -30,7 +30,7 @@ from .filters import DEFAULTS, ReferenceFilterSet
 from .findings.lost import losses
 from .forms import ReferenceForm
 from .mixins import IntegrationMixin
-from .selectors import (
+from .queries import (
     KEYSETS,
     LINKED_CHOICES,
     base_reference_rows,
@@ -242,7 +242,7 @@ class ReferencesPageMixin(IntegrationMixin, ListMixin):
 
     def locator(self):
         """Where a numbered page of the unfiltered tab starts, read from an index
-        (selectors.tab_locator); None when a filter narrows the rows (the page then comes
+        (queries.tab_locator); None when a filter narrows the rows (the page then comes
         from its ids, common.paging.numbered_page)."""
         if self.narrowed:
             return None

@@ -325,7 +325,7 @@ def test_every_app_of_ours_has_a_layer():
 def test_the_scan_finds_each_kind_of_upward_import():
     """The scan above must be able to fail: each kind of upward import is found."""
     source = (
-        "from references.selectors import reference_rows\n"
+        "from references.queries import reference_rows\n"
         "import demo.management.commands.seed_demo\n"
         "def lazily():\n    from records import counts\n"
         "from config.security import server_error\n"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
-from common.counting import Count
+from common.display_counts import Count
 from common.errors import DomainError
 from records import changes
 from records.audit import Actor

@@ -6,7 +6,7 @@ On a large integration (scans.is_large) a job finds them; the pages read its sca
 
 from __future__ import annotations
 
-from common.counting import Count, capped_count
+from common.display_counts import Count, capped_count
 from records import changes
 from records.audit import Actor
 from records.counts import Counts

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.db.models import Exists, OuterRef
 
-from common.counting import Count
+from common.display_counts import Count
 from common.sets import CHUNK
 from records import changes
 from records.audit import Actor

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.db.models import OuterRef, Subquery
 
-from common.counting import Count, capped_count
+from common.display_counts import Count, capped_count
 from records import changes, fingerprints
 from records.audit import Actor
 from records.counts import Counts

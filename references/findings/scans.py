@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from common.counting import capped_count
+from common.display_counts import capped_count
 from common.sets import CHUNK
 from records import jobs
 from records.audit import Actor

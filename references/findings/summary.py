@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from common.counting import Count
+from common.display_counts import Count
 from common.entities import EntityType
 from records import counts
 

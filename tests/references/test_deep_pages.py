@@ -18,9 +18,9 @@ from common.paging import MAX_PAGE_NUMBER, Located, paged
 from integrations.models import Integration
 from records import counts
 from records.models import Record, RemoteId
-from references import selectors
+from references import queries
 from references.filters import ReferenceFilterSet
-from references.selectors import KEYSETS, tab_locator
+from references.queries import KEYSETS, tab_locator
 from references.views_table import ReferenceListView
 from tests.factories import ConnectionFactory, RecordFactory, RemoteIdFactory, make_reference
 
@@ -112,7 +112,7 @@ def tab(world):
 def prove_on_every_page(monkeypatch):
     # The proof that the record index holds exactly the tab runs from a share of the tab on
     # (at a million it costs more than a shallow page's own ids); here on every page.
-    monkeypatch.setattr(selectors, "PROOF_PAYS_FROM", 10**9)
+    monkeypatch.setattr(queries, "PROOF_PAYS_FROM", 10**9)
 
 
 # --- common.paging with the tab's locate, page size 7 (16 pages, the last one short) ---------

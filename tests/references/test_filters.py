@@ -7,7 +7,7 @@ import pytest
 
 from records.models import Record
 from references.filters import DEFAULTS, ReferenceFilterSet, reference_rows
-from references.selectors import KEYSETS, SORTS
+from references.queries import KEYSETS, SORTS
 from references.services import delete_reference
 from tests.factories import make_reference
 

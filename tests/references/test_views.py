@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from common.counting import capped_count
+from common.display_counts import capped_count
 from records.audit import mark_changed
 from records.models import AuditEntry, Batch, Record, RemoteId
 from references.filters import ReferenceFilterSet, reference_rows

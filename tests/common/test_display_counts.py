@@ -3,8 +3,8 @@
 import pytest
 from django.db import connection, transaction
 
-from common import counting
-from common.counting import capped_count
+from common import display_counts
+from common.display_counts import capped_count
 from records.models import RemoteId
 from tests.factories import make_reference
 
@@ -31,7 +31,7 @@ def test_a_count_slower_than_its_budget_gives_the_estimate_and_leaves_the_transa
     world, monkeypatch
 ):
     # As for a large table: the planner's cost says the count may be expensive.
-    monkeypatch.setattr(counting, "CHEAP_COUNT_COST", 0)
+    monkeypatch.setattr(display_counts, "CHEAP_COUNT_COST", 0)
     for n in range(3):
         make_reference(world.integration, source_id=f"S{n}", target_id=f"T{n}")
     # Stands in for a misplanned anti-join: the count itself takes 200 ms.
@@ -53,7 +53,7 @@ def test_a_count_slower_than_its_budget_gives_the_estimate_and_leaves_the_transa
 
 @pytest.mark.postgres
 def test_a_costly_count_that_finishes_in_time_is_exact(world, monkeypatch):
-    monkeypatch.setattr(counting, "CHEAP_COUNT_COST", 0)
+    monkeypatch.setattr(display_counts, "CHEAP_COUNT_COST", 0)
     for n in range(3):
         make_reference(world.integration, source_id=f"S{n}", target_id=f"T{n}")
 
