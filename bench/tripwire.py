@@ -141,7 +141,9 @@ def step_health_fix(world, state: dict) -> str:
 
 
 def step_import(world, state: dict) -> str:
-    from references.models import ImportUpload
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from references import import_uploads
     from references.services import unlinked_source_rows
 
     unlinked = list(
@@ -153,15 +155,11 @@ def step_import(world, state: dict) -> str:
     lines += [f"{source},TRIP-C{i:07d}" for i, source in enumerate(unlinked)]
     lines += [f"TRIP-{i:07d},TRIP-T{i:07d}" for i in range(len(unlinked), IMPORT_LINES)]
     text = "\n".join(lines) + "\n"
-    upload = ImportUpload.objects.create(
-        tenant=world.tenant,
-        integration=world.main,
-        record_type="customer",
-        uploaded_by=world.user,
-        filename="tripwire.csv",
-        size=len(text),
-        text=text,
-    )
+    # As the upload view does: the file read into line rows, checked (planned) by a job, then
+    # applied by a job.
+    uploaded = SimpleUploadedFile("tripwire.csv", text.encode(), content_type="text/csv")
+    upload = import_uploads.store(world.main, "customer", uploaded, world.user)
+    run_job("import_plan", world, "customer", "Check an import", upload_id=upload.pk)
     job = run_job("import", world, "customer", "Import", upload_id=upload.pk)
     return f"{IMPORT_LINES:,} lines: {job.result}"
 
