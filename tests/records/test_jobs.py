@@ -4,6 +4,7 @@ The worker is the real one of the configured backend (db_worker, or an RQ worker
 TASKS_BACKEND=rq), run in this process against the test database.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -286,6 +287,15 @@ def worker_killed_mid_job(world):
         assert job.phase == "Marking the records changed", job.phase
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
+        # RQ runs the job in a forked work horse in a session of its own (os.setsid): a machine
+        # going away takes it too, so kill the process that claimed the job and wait for it.
+        job.refresh_from_db()
+        claimed_by = int(job.worker.split(":")[1])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(claimed_by, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while jobs._process_alive(claimed_by) and time.monotonic() < deadline:
+            time.sleep(0.05)
         # PostgreSQL notices a vanished client only when it next talks to it: end the dead
         # worker's session as it would, so its open transaction rolls back now and cannot
         # race the test's teardown (a TRUNCATE of every table) for locks.
