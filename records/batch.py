@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection as db_connection
 
-from common.errors import DomainError, InvalidValue, NotAllowed, NotFound
+from common.errors import DomainError, InvalidValue, NotFound
 from common.sets import where_in
 
 from . import changes, locks
@@ -30,7 +30,7 @@ from .custom_data import (
 from .errors import Conflict
 from .models import AuditEntry, Batch, CustomData, Record, RemoteId
 from .queries import records_with_ids_and_custom_data
-from .services import UNCHANGED, conflict_for_remote_id
+from .services import UNCHANGED, conflict_for_remote_id, field_update_entry, source_code_refusal
 from .validation import clean_record_type, clean_source_code
 from .versioning import version_mismatch
 from .wire import clean_own_remote_id, clean_record_data, parse_custom_data_entries, parse_if_match
@@ -176,25 +176,15 @@ def _lock_records(tenant, record_type, connection, live, results) -> dict[int, R
             results[index].fail(NotFound("No such record on this tenant."))
         elif item.if_version is not None and record.version != item.if_version:
             results[index].fail(version_mismatch(record.version, item.if_version))
-        elif _sets_code_of_another(record, item, connection):
-            results[index].fail(_code_not_allowed(record))
+        elif _sets_code(record, item) and (refusal := source_code_refusal(record, connection)):
+            results[index].fail(refusal)
         else:
             records[index] = record
     return records
 
 
-def _sets_code_of_another(record: Record, item: Cleaned, connection) -> bool:
-    creator = f"connection/{connection.connection_id}"
-    code = item.source_code
-    return code is not UNCHANGED and code != record.source_code and record.record_source != creator
-
-
-def _code_not_allowed(record: Record) -> DomainError:
-    return NotAllowed(
-        "Only the connection that created a record may set its recordSource.code; this "
-        f"{record.record_type} was created by {record.source.label}.",
-        field="record_source.code",
-    )
+def _sets_code(record: Record, item: Cleaned) -> bool:
+    return item.source_code is not UNCHANGED and item.source_code != record.source_code
 
 
 def _refuse_taken(tenant, connection, record_type, live, records, results) -> None:
@@ -330,31 +320,18 @@ def _replaced_fields(record: Record, item: Cleaned) -> dict:
     fields = {}
     if record.data != item.data:
         fields["data"] = item.data
-    if item.source_code is not UNCHANGED and item.source_code != record.source_code:
+    if _sets_code(record, item):
         fields["source_code"] = item.source_code
     return fields
 
 
 def _save_replaced(connection, actor, updates: list[tuple[Record, dict]]) -> None:
     """One UPDATE per field for all records, and the audit entries a PUT writes."""
-    entries = []
-    for record, fields in updates:
-        for name, value in fields.items():
-            before = getattr(record, name)
-            setattr(record, name, value)
-            what = "Replaced the data" if name == "data" else "Set the source code"
-            entries.append(
-                audit_entry(
-                    record.tenant,
-                    actor,
-                    AuditEntry.Action.RECORD_UPDATE,
-                    record=record,
-                    connection=connection,
-                    before={name: before},
-                    after={name: value},
-                    summary=f"{what} of {record.record_type} {record.local_id}",
-                )  # fmt: skip
-            )
+    entries = [
+        field_update_entry(record, name, value, connection, actor)
+        for record, fields in updates
+        for name, value in fields.items()
+    ]
     for name in ("data", "source_code"):
         _update_column([record for record, fields in updates if name in fields], name)
     AuditEntry.objects.bulk_create(entries)

@@ -19,7 +19,7 @@ from common.errors import NotAllowed
 from common.paging import FeedPosition, decode_feed_cursor, encode_feed_cursor, feed_after
 
 from . import changes, locks
-from .audit import Actor, mark_changed, source_connection_id, write_audit
+from .audit import Actor, audit_entry, mark_changed, source_connection_id, write_audit
 from .changes import messages
 from .custom_data import (
     check_connection_may_write,
@@ -223,7 +223,7 @@ def update_record(
             raise version_mismatch(stale.current_version, if_version) from None
         changed = False
         if record.data != data:
-            _save_field(record, "data", data, connection, actor, "Replaced the data")
+            _save_field(record, "data", data, connection, actor)
             changed = True
         if source_code is not UNCHANGED and source_code != record.source_code:
             _set_source_code(record, source_code, connection, actor)
@@ -238,23 +238,33 @@ def update_record(
     return kept
 
 
+def source_code_refusal(record: Record, connection) -> NotAllowed | None:
+    """Only the connection that created a record says which of its sources it came from:
+    the refusal for any other (the single PUT and a batch's items), None for the creator."""
+    if record.record_source == f"connection/{connection.connection_id}":
+        return None
+    return NotAllowed(
+        "Only the connection that created a record may set its recordSource.code; this "
+        f"{record.record_type} was created by {record.source.label}.",
+        field="record_source.code",
+    )
+
+
 def _set_source_code(record: Record, code: str, connection, actor: Actor) -> None:
-    """Only the connection that created a record says which of its sources it came from."""
-    if record.record_source != f"connection/{connection.connection_id}":
-        raise NotAllowed(
-            "Only the connection that created a record may set its recordSource.code; this "
-            f"{record.record_type} was created by {record.source.label}.",
-            field="record_source.code",
-        )
-    _save_field(record, "source_code", code, connection, actor, "Set the source code")
+    if refusal := source_code_refusal(record, connection):
+        raise refusal
+    _save_field(record, "source_code", code, connection, actor)
 
 
-def _save_field(record: Record, field: str, value, connection, actor: Actor, what: str) -> None:
-    """Set one field of the record, save it and audit before and after ("<what> of order x")."""
+# What the audit trail says a replaced field was: "Replaced the data of order x".
+REPLACED_FIELD = {"data": "Replaced the data", "source_code": "Set the source code"}
+
+
+def field_update_entry(record: Record, field: str, value, connection, actor: Actor) -> AuditEntry:
+    """Set one field of the record (not saved) and return its audit entry, before and after."""
     before = getattr(record, field)
     setattr(record, field, value)
-    record.save(update_fields=[field])
-    write_audit(
+    return audit_entry(
         record.tenant,
         actor,
         AuditEntry.Action.RECORD_UPDATE,
@@ -262,8 +272,15 @@ def _save_field(record: Record, field: str, value, connection, actor: Actor, wha
         connection=connection,
         before={field: before},
         after={field: value},
-        summary=f"{what} of {record.record_type} {record.local_id}",
+        summary=f"{REPLACED_FIELD[field]} of {record.record_type} {record.local_id}",
     )
+
+
+def _save_field(record: Record, field: str, value, connection, actor: Actor) -> None:
+    """Set one field of the record, save it and audit before and after."""
+    entry = field_update_entry(record, field, value, connection, actor)
+    record.save(update_fields=[field])
+    entry.save()
 
 
 # The feed on PostgreSQL hands out what transactions that have ended wrote: those below the
