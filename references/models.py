@@ -90,7 +90,27 @@ class ImportUpload(Upload):
         indexes = [models.Index(fields=["tenant", "created_at"], name="importupload_recent_idx")]
 
 
-class ImportLine(models.Model):
+class UploadLine(models.Model):
+    """A line table of an upload (ImportLine, ReconcileLine): its tenant, with no database
+    foreign keys (db_constraint=False), as on BatchChange: an upload COPYs a million of these
+    rows, and PostgreSQL checked two keys per row at commit (over 30 s). Deletes still cascade
+    (Django's collector does that, and only our code writes them). Each declares its `upload`."""
+
+    tenant = models.ForeignKey(
+        "integrations.Tenant",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+class ImportLine(UploadLine):
     """One line of an uploaded references CSV: what it says, then what the plan made of it."""
 
     class Kind(models.TextChoices):
@@ -99,16 +119,6 @@ class ImportLine(models.Model):
         UNCHANGED = "unchanged", "Unchanged"
         REJECTED = "rejected", "Rejected"
 
-    # No database foreign keys (db_constraint=False), as on BatchChange: an upload COPYs a
-    # million of these rows, and PostgreSQL checked two keys per row at commit (over 30 s).
-    # Deletes still cascade (Django's collector does that, and only our code writes them).
-    tenant = models.ForeignKey(
-        "integrations.Tenant",
-        on_delete=models.CASCADE,
-        related_name="+",
-        db_constraint=False,
-        db_index=False,
-    )
     upload = models.ForeignKey(
         ImportUpload,
         on_delete=models.CASCADE,
@@ -140,8 +150,6 @@ class ImportLine(models.Model):
     )
     target_now_ref = models.TextField(blank=True, db_default="")
 
-    objects = TenantQuerySet.as_manager()
-
     class Meta:
         indexes = [
             models.Index(fields=["upload", "kind", "line"], name="importline_kind_idx"),
@@ -169,7 +177,7 @@ class ReconcileUpload(Upload):
         indexes = [models.Index(fields=["tenant", "created_at"], name="reconcile_recent_idx")]
 
 
-class ReconcileLine(models.Model):
+class ReconcileLine(UploadLine):
     """One finding of a reconcile report: a line of the file, or a link the file lacks."""
 
     class Kind(models.TextChoices):
@@ -180,14 +188,6 @@ class ReconcileLine(models.Model):
         TWICE = "twice", "Twice in the file"
         OK = "ok", "Agrees"
 
-    # No database foreign keys, as on ImportLine: an export of a million lines is COPYed in.
-    tenant = models.ForeignKey(
-        "integrations.Tenant",
-        on_delete=models.CASCADE,
-        related_name="+",
-        db_constraint=False,
-        db_index=False,
-    )
     upload = models.ForeignKey(
         ReconcileUpload,
         on_delete=models.CASCADE,
@@ -202,8 +202,6 @@ class ReconcileLine(models.Model):
     known_ref = models.CharField(max_length=255, blank=True)
     # The record holding the id here (stale, ref differs), or the unlinked one it matches.
     record_id = models.BigIntegerField(null=True, blank=True)
-
-    objects = TenantQuerySet.as_manager()
 
     class Meta:
         indexes = [
