@@ -50,6 +50,7 @@ RAW_WRITE = re.compile(
 # must still do so (the list never goes stale), and only these may.
 READS_GUARDED_TABLES = {
     "records/locks.py": "locks the tabs' count rows (SELECT ... FOR UPDATE / FOR KEY SHARE)",
+    "records/bodies.py": "reads records with their remote ids as the API's JSON bodies",
     "references/reconcile.py": "joins remote ids to compare an uploaded export with the links",
     "references/import_uploads.py": "reads remote ids to find the lines planned together",
 }

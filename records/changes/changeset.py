@@ -15,7 +15,7 @@ from django.utils import timezone
 from common.errors import InvalidValue
 from integrations.models import Connection, Integration
 from records import counts
-from records.audit import Actor, audit_entry, mark_changed, write_audit
+from records.audit import Actor, audit_entry, mark_changed, save_entries, write_audit
 from records.models import AuditEntry, Batch, Record, RemoteId
 
 from . import messages, rules, storage
@@ -272,7 +272,7 @@ class ChangeSet(ChangeSetBase):
                     at=now,
                 )  # fmt: skip
             )
-        AuditEntry.objects.bulk_create(entries)
+        save_entries(entries)
 
     def _audit_batch(self, plan: Plan, batch, now) -> None:
         """One entry for the whole batch, with the counts of each outcome."""

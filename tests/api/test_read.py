@@ -129,11 +129,19 @@ def test_by_remote_id_takes_a_fixed_number_of_queries(api, order, django_assert_
         assert api.get("order/by-remote-id", {"remoteId": "WH-1"}).status_code == 200
 
 
+COLUMNS = ("tenant_id", "connection_id", "record_type", "remote_id")
+
+
 def test_by_remote_id_looks_up_all_columns_of_the_unique_remote_id_index(api, order):
     """Tenant, connection, type and id: one probe of remoteid_unique_per_connection_and_type.
     (Leaving out the tenant or the type scans the connection's rows: 75 ms at a million.)"""
     with CaptureQueriesContext(connection) as queries:
         assert api.get("order/by-remote-id", {"remoteId": "WH-1"}).status_code == 200
-    lookup = next(q["sql"] for q in queries if '"records_remoteid"."remote_id" =' in q["sql"])
-    for column in ("tenant_id", "connection_id", "record_type", "remote_id"):
-        assert f'"records_remoteid"."{column}" =' in lookup
+    if connection.vendor == "postgresql":  # records.bodies: the body built by the database
+        lookup = next(q["sql"] for q in queries if "own.remote_id = ANY" in q["sql"])
+        columns = [f"own.{column} =" for column in ("tenant_id", "connection_id", "record_type")]
+    else:
+        lookup = next(q["sql"] for q in queries if '"records_remoteid"."remote_id" =' in q["sql"])
+        columns = [f'"records_remoteid"."{column}" =' for column in COLUMNS]
+    for column in columns:
+        assert column in lookup
