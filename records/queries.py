@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import connection as db_connection
-from django.db.models import OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 
 from common.entities import EntityType
 from common.paging import Keyset, Located, parse_hex32, parse_moment
@@ -16,7 +16,7 @@ from common.prepared import PreparedQuery
 from integrations.models import Connection, Connector, Integration, Tenant
 
 from .aggregates import AsJSON, json_rows
-from .models import AuditEntry, BatchChange, CustomData, Record, RemoteId
+from .models import AuditEntry, BatchChange, CustomData, Record, RefusedWrite, RemoteId
 
 # The tabs always shown, in this order; other types present on the tenant follow.
 STANDARD_TYPES = list(EntityType.values)
@@ -218,6 +218,12 @@ def records_for_their_page(tenant):
                 connection_name="name",
                 connector_name="connector__name",
             ),
+            # Whether a connector's write of one of its ids (or onto it) was refused: only a
+            # record with some costs the page the query that lists them (records.refusals).
+            has_refused_writes=Exists(
+                RefusedWrite.objects.for_tenant(tenant).filter(holder=OuterRef("pk"))
+            )
+            | Exists(RefusedWrite.objects.for_tenant(tenant).filter(record=OuterRef("pk"))),
         )
     )
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from .audit import Actor
 from .errors import Conflict
-from .models import Record, RefusedWrite
+from .models import Record, RefusedWrite, RemoteId
 
 KEPT_DAYS = 30
 KEPT_PER_CONNECTION = 100_000
@@ -96,7 +96,8 @@ def of_record(record: Record):
     return (
         RefusedWrite.objects.for_tenant(record.tenant)
         .filter(Q(holder=record) | Q(record=record))
-        .select_related("connection")
+        .select_related("connection", "record", "holder")
+        .defer("record__data", "holder__data")
         .order_by("-refused_at", "-id")
     )
 
@@ -128,4 +129,47 @@ def summaries(tenant, connection_ids=None, record_type: str | None = None) -> li
     return [
         RefusalSummary(g["connection_id"], g["record_type"], g["ids"], g["first"], g["last"])
         for g in grouped
+    ]
+
+
+# The record page lists at most this many (the newest); a reset's retries can repeat one id.
+SHOWN_ON_RECORD = 20
+
+
+def record_names(tenant, record_ids) -> dict[int, str]:
+    """Records as people know them: "Shopify 5001001470 (#1211)", by the first connection's
+    id in name order; one query."""
+    names = {}
+    rows = (
+        RemoteId.objects.for_tenant(tenant)
+        .filter(record_id__in=list(record_ids))
+        .order_by("record_id", "connection__name", "connection_id")
+        .values_list("record_id", "connection__name", "remote_id", "remote_ref")
+    )
+    for record_id, connection_name, remote_id, remote_ref in rows:
+        if record_id not in names:
+            names[record_id] = f"{connection_name} {remote_id}" + (
+                f" ({remote_ref})" if remote_ref else ""
+            )
+    return names
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A refusal as the record page says it: which side of it this record was on."""
+
+    refused: RefusedWrite
+    holds: bool  # this record holds the id (else the connector wrote it onto this record)
+    other: Record | None
+    other_name: str
+
+
+def shown_on(record: Record) -> list[Shown]:
+    """The record's refused writes, newest first, each with the other record's name."""
+    rows = list(of_record(record)[:SHOWN_ON_RECORD])
+    others = [row.record if row.holder_id == record.pk else row.holder for row in rows]
+    names = record_names(record.tenant, {other.pk for other in others if other is not None})
+    return [
+        Shown(row, row.holder_id == record.pk, other, names.get(other.pk, "") if other else "")
+        for row, other in zip(rows, others, strict=True)
     ]
