@@ -136,22 +136,24 @@ def summaries(tenant, connection_ids=None, record_type: str | None = None) -> li
 SHOWN_ON_RECORD = 20
 
 
-def record_names(tenant, record_ids) -> dict[int, str]:
-    """Records as people know them: "Shopify 5001001470 (#1211)", by the first connection's
-    id in name order; one query."""
-    names = {}
+def record_names(tenant, record_ids, *, besides=None) -> dict[int, str]:
+    """Records as people know them: "Shopify 5001001470 (#1211)", by their id in the first
+    connection by name, other than `besides` (the connection whose id is in question) when
+    they have another; one query."""
+    names, fallback = {}, {}
     rows = (
         RemoteId.objects.for_tenant(tenant)
         .filter(record_id__in=list(record_ids))
         .order_by("record_id", "connection__name", "connection_id")
-        .values_list("record_id", "connection__name", "remote_id", "remote_ref")
+        .values_list("record_id", "connection_id", "connection__name", "remote_id", "remote_ref")
     )
-    for record_id, connection_name, remote_id, remote_ref in rows:
-        if record_id not in names:
-            names[record_id] = f"{connection_name} {remote_id}" + (
-                f" ({remote_ref})" if remote_ref else ""
-            )
-    return names
+    for record_id, connection_id, connection_name, remote_id, remote_ref in rows:
+        name = f"{connection_name} {remote_id}" + (f" ({remote_ref})" if remote_ref else "")
+        if connection_id == besides:
+            fallback.setdefault(record_id, name)
+        else:
+            names.setdefault(record_id, name)
+    return {**fallback, **names}
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,11 @@ def shown_on(record: Record) -> list[Shown]:
     """The record's refused writes, newest first, each with the other record's name."""
     rows = list(of_record(record)[:SHOWN_ON_RECORD])
     others = [row.record if row.holder_id == record.pk else row.holder for row in rows]
-    names = record_names(record.tenant, {other.pk for other in others if other is not None})
+    names = {}
+    for connection_id in {row.connection_id for row in rows}:
+        mine = {o.pk for row, o in zip(rows, others, strict=True)
+                if o is not None and row.connection_id == connection_id}  # fmt: skip
+        names |= record_names(record.tenant, mine, besides=connection_id)
     return [
         Shown(row, row.holder_id == record.pk, other, names.get(other.pk, "") if other else "")
         for row, other in zip(rows, others, strict=True)
