@@ -23,7 +23,8 @@ from django.utils import timezone
 
 from .audit import Actor
 from .errors import Conflict
-from .models import Record, RefusedWrite, RemoteId
+from .models import Record, RefusedWrite
+from .queries import record_names
 
 KEPT_DAYS = 30
 KEPT_PER_CONNECTION = 100_000
@@ -134,26 +135,6 @@ def summaries(tenant, connection_ids=None, record_type: str | None = None) -> li
 
 # The record page lists at most this many (the newest); a reset's retries can repeat one id.
 SHOWN_ON_RECORD = 20
-
-
-def record_names(tenant, record_ids, *, besides=None) -> dict[int, str]:
-    """Records as people know them: "Shopify 5001001470 (#1211)", by their id in the first
-    connection by name, other than `besides` (the connection whose id is in question) when
-    they have another; one query."""
-    names, fallback = {}, {}
-    rows = (
-        RemoteId.objects.for_tenant(tenant)
-        .filter(record_id__in=list(record_ids))
-        .order_by("record_id", "connection__name", "connection_id")
-        .values_list("record_id", "connection_id", "connection__name", "remote_id", "remote_ref")
-    )
-    for record_id, connection_id, connection_name, remote_id, remote_ref in rows:
-        name = f"{connection_name} {remote_id}" + (f" ({remote_ref})" if remote_ref else "")
-        if connection_id == besides:
-            fallback.setdefault(record_id, name)
-        else:
-            names.setdefault(record_id, name)
-    return {**fallback, **names}
 
 
 @dataclass(frozen=True)
