@@ -335,21 +335,20 @@ record_by_remote_id = PreparedQuery(
 )
 
 
-def record_names(tenant, record_ids, *, besides=None) -> dict[int, str]:
-    """Records as people know them: "Shopify 5001001470 (#1211)", by their id in the first
-    connection by name, other than `besides` (the connection whose id is in question) when
+def record_names(tenant, record_ids, *, besides=None, prefer=None) -> dict[int, str]:
+    """Records as people know them: "Shopify 5001001470 (#1211)", by their id in `prefer`
+    (an integration's source, what people search for) when they have one, else in the first
+    connection by name other than `besides` (the connection whose id is in question) when
     they have another; one query."""
-    names, fallback = {}, {}
+    ranked: dict[int, tuple] = {}
     rows = (
         RemoteId.objects.for_tenant(tenant)
         .filter(record_id__in=list(record_ids))
-        .order_by("record_id", "connection__name", "connection_id")
         .values_list("record_id", "connection_id", "connection__name", "remote_id", "remote_ref")
     )
     for record_id, connection_id, connection_name, remote_id, remote_ref in rows:
         name = f"{connection_name} {remote_id}" + (f" ({remote_ref})" if remote_ref else "")
-        if connection_id == besides:
-            fallback.setdefault(record_id, name)
-        else:
-            names.setdefault(record_id, name)
-    return {**fallback, **names}
+        rank = (connection_id != prefer, connection_id == besides, connection_name, connection_id)
+        if record_id not in ranked or rank < ranked[record_id][0]:
+            ranked[record_id] = (rank, name)
+    return {record_id: name for record_id, (_, name) in ranked.items()}

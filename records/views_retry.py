@@ -66,7 +66,9 @@ class RetrySyncMixin:
         change_set = self.change_set()
         found = change_set.records()
         shown = [pk for pk, _ in found[:NAMED]]
-        names = record_names(self.tenant, shown)
+        integration = getattr(self, "integration", None)
+        prefer = integration.source_id if integration is not None else None
+        names = record_names(self.tenant, shown, prefer=prefer)
         local_ids = dict(found[:NAMED])
         return render(
             request,
