@@ -123,8 +123,9 @@ def summaries(tenant, connection_ids=None, record_type: str | None = None) -> li
         rows = rows.filter(record_type=record_type)
     grouped = (
         rows.values("connection_id", "record_type")
-        .annotate(ids=Count("remote_id", distinct=True), first=Min("refused_at"),
-                  last=Max("refused_at"))  # fmt: skip
+        .annotate(
+            ids=Count("remote_id", distinct=True), first=Min("refused_at"), last=Max("refused_at")
+        )  # fmt: skip
         .order_by("connection_id", "record_type")
     )
     return [

@@ -92,8 +92,8 @@ class RetrySyncMixin:
         if jobs.runs_as_job(change_set.size):
             messages.error(
                 request,
-                f"Retry sync takes at most {settings.REFDESK_JOB_THRESHOLD:,} records at once; narrow the "
-                "selection. Nothing was queued.",
+                f"Retry sync takes at most {settings.REFDESK_JOB_THRESHOLD:,} records at once; "
+                "narrow the selection. Nothing was queued.",
             )
             return redirect(self.back_url())
         applied = changes.apply(change_set)

@@ -69,7 +69,9 @@ class RetrySync(ChangeSetBase):
             AuditEntry.objects.bulk_create(
                 (
                     audit_entry(
-                        self.tenant, self.actor, AuditEntry.Action.RETRY_SYNC,
+                        self.tenant,
+                        self.actor,
+                        AuditEntry.Action.RETRY_SYNC,
                         record=Record(pk=pk, local_id=local_id, record_type=self.record_type),
                         integration=self.integration,
                         after={"last_modified": now.isoformat()},

@@ -44,8 +44,10 @@ class Incident:
 
     @property
     def entity_label(self) -> str:
-        return EntityType(self.record_type).label if self.record_type in EntityType.values else (
-            self.record_type
+        return (
+            EntityType(self.record_type).label
+            if self.record_type in EntityType.values
+            else (self.record_type)
         )
 
     @property

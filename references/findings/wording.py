@@ -11,9 +11,7 @@ def plural(record_type: str, n: int) -> str:
     return f"{record_type}s" if n != 1 else record_type
 
 
-def forecast(
-    integration, record_type: str, unlinked: int, duplicates: int, reasons=()
-) -> str:
+def forecast(integration, record_type: str, unlinked: int, duplicates: int, reasons=()) -> str:
     """One sentence: what the next sync creates in the target, and how many it probably has,
     with why when a finding says (`reasons`: (how many, why) pairs)."""
     target = integration.target.name

@@ -28,9 +28,7 @@ def reset(world, erp_api):
     return world
 
 
-def test_from_the_reset_sentence_to_retry_sync_of_a_fixed_selection(
-    live_server, page: Page, reset
-):
+def test_from_the_reset_sentence_to_retry_sync_of_a_fixed_selection(live_server, page: Page, reset):
     log_in(page, live_server, "anna", "/t/acme/")
     sentence = page.get_by_role("alert").filter(has_text="was probably reset")
     expect(sentence).to_contain_text(

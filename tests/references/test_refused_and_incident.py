@@ -10,7 +10,7 @@ from integrations import apikeys
 from integrations.models import Connector
 from records import changes
 from records.audit import Actor
-from records.models import Batch, Record, RefusedWrite, RemoteId, RemoteIdFingerprint
+from records.models import Batch, Record, RefusedWrite, RemoteId
 from tests.api.conftest import ApiClient
 from tests.factories import RecordFactory, RemoteIdFactory
 from tests.html import text_of
@@ -94,9 +94,8 @@ def test_health_lists_refused_writes_and_the_forecast_says_why(admin_client, wor
     )
     # The fix unlinks the id from its holder: the connector's next write lands.
     rows = list(RefusedWrite.objects.values_list("pk", flat=True))
-    preview = admin_client.post(
-        health_url(world, name="health-fix"), {"finding": "refused", "action": "unlink", "row": rows}
-    )
+    fix = {"finding": "refused", "action": "unlink", "row": rows}
+    preview = admin_client.post(health_url(world, name="health-fix"), fix)
     assert "Remove id 90001" in text_of(preview.content.decode())
     admin_client.post(
         health_url(world, name="health-fix"),
@@ -150,9 +149,7 @@ def test_the_health_overview_names_the_reset_once_with_the_way_to_recover(
     assert f'href="{recover}"' in response.content.decode()
 
 
-def test_the_tenant_home_says_it_after_the_demo_seed_and_not_for_a_healthy_tenant(
-    client, settings
-):
+def test_the_tenant_home_says_it_after_the_demo_seed_and_not_for_a_healthy_tenant(client, settings):
     settings.DEBUG = True
     call_command("seed_demo", stdout=None)
     client.login(username="admin", password="admin")

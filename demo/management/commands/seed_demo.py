@@ -1,5 +1,6 @@
 """Idempotent demo data: a reseller, two tenants, connectors, integrations, thousands of records."""
 
+import contextlib
 import random
 from datetime import timedelta
 
@@ -15,8 +16,8 @@ from integrations.models import Connection, Connector, Integration, Membership, 
 from records import changes
 from records.audit import Actor
 from records.counts import recount_all
-from records.models import AuditEntry, Batch, CustomData, Record, RemoteId
 from records.errors import Conflict
+from records.models import AuditEntry, Batch, CustomData, Record, RemoteId
 from records.services import create_record_with_remote_id, update_record
 from references.services import (
     ReferenceInput,
@@ -470,13 +471,12 @@ class Command(BaseCommand):
         )
         actor = Actor.for_connection(fortnox)
         for writer, remote_id in zip(writers, held, strict=False):
-            try:
+            # Refused (409) and kept: what a reset looks like.
+            with contextlib.suppress(Conflict):
                 update_record(
                     writer, fortnox, actor, data=writer.data, remote_id=remote_id,
                     remote_ref=f"Faktura {remote_id}", custom_data={},
                 )  # fmt: skip
-            except Conflict:
-                pass  # refused and kept: what a reset looks like
 
     def custom_data(self, world):
         main = world["main"]
