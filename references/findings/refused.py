@@ -23,7 +23,9 @@ from .wording import plural
 
 
 def refused_rows(integration, record_type: str):
-    """Refusals of the integration's two connections whose id the holder still holds."""
+    """Refusals of the integration's two connections whose id the holder still holds, about
+    this integration's records: the holder or the record written is one its source knows
+    (a connection two integrations share is refused once, shown where it matters)."""
     tenant = integration.tenant
     still_held = RemoteId.objects.for_tenant(tenant).filter(
         connection_id=OuterRef("connection_id"),
@@ -31,6 +33,7 @@ def refused_rows(integration, record_type: str):
         remote_id=OuterRef("remote_id"),
         record_id=OuterRef("holder_id"),
     )
+    source = RemoteId.objects.for_tenant(tenant).filter(connection_id=integration.source_id)
     return (
         RefusedWrite.objects.for_tenant(tenant)
         .filter(
@@ -38,6 +41,10 @@ def refused_rows(integration, record_type: str):
             connection__in=[integration.source_id, integration.target_id],
         )
         .filter(Exists(still_held))
+        .filter(
+            Exists(source.filter(record_id=OuterRef("holder_id")))
+            | Exists(source.filter(record_id=OuterRef("record_id")))
+        )
         .select_related("connection")
     )
 
