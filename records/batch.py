@@ -18,7 +18,7 @@ from django.db import connection as db_connection
 from common.errors import DomainError, InvalidValue, NotFound
 from common.sets import where_in
 
-from . import changes, locks
+from . import changes, locks, refusals
 from .audit import Actor, audit_entry, mark_changed, save_entries, source_connection_id
 from .changes import messages
 from .custom_data import (
@@ -92,7 +92,9 @@ def write_batch(tenant, record_type: str, connection, actor: Actor, items: list[
     _refuse_repeats(cleaned, results)
     with locks.person_waiting(tenant, record_type):
         records = _lock_records(tenant, record_type, connection, _live(cleaned, results), results)
-        _refuse_taken(tenant, connection, record_type, _live(cleaned, results), records, results)
+        refused = _refuse_taken(
+            tenant, connection, record_type, _live(cleaned, results), records, results
+        )
         live = _live(cleaned, results)
         records |= _create_records(tenant, record_type, connection, actor, live)
         written = _write_ids(tenant, record_type, connection, actor, live, records)
@@ -101,6 +103,8 @@ def write_batch(tenant, record_type: str, connection, actor: Actor, items: list[
         for index, item in live.items():
             results[index].status = 201 if item.creates else 200
             results[index].record_id = records[index].pk
+    # After the batch's transaction: the items refused because another record holds their id.
+    refusals.keep(tenant, connection, record_type, actor, refused)
     return results
 
 
@@ -187,9 +191,9 @@ def _sets_code(record: Record, item: Cleaned) -> bool:
     return item.source_code is not UNCHANGED and item.source_code != record.source_code
 
 
-def _refuse_taken(tenant, connection, record_type, live, records, results) -> None:
+def _refuse_taken(tenant, connection, record_type, live, records, results) -> list:
     """409 for an item whose remoteId another record holds: one query for the batch, and the
-    holders of the refused ones (named in the error) read once more."""
+    holders of the refused ones (named in the error) read once more. The refusals, to keep."""
     wanted = {item.remote_id for item in live.values() if item.remote_id is not None}
     rows = RemoteId.objects.for_tenant(tenant).filter(
         connection=connection, record_type=record_type
@@ -205,10 +209,13 @@ def _refuse_taken(tenant, connection, record_type, live, records, results) -> No
     }
     named = rows.select_related("record", "connection").filter(remote_id__in=refused.values())
     holders = {row.remote_id: row for row in named} if refused else {}
+    kept = []
     for index, remote_id in refused.items():
-        results[index].fail(
-            conflict_for_remote_id(holders[remote_id], field="remote_id", label="Remote id")
-        )
+        error = conflict_for_remote_id(holders[remote_id], field="remote_id", label="Remote id")
+        results[index].fail(error)
+        item = live[index]
+        kept.append(refusals.refusal_of(error, remote_id, item.remote_ref, records.get(index)))
+    return kept
 
 
 def _create_records(tenant, record_type, connection, actor, live) -> dict[int, Record]:

@@ -311,6 +311,55 @@ class RemoteIdFingerprint(models.Model):
         return f"{self.remote_id} first seen on {self.local_id}"
 
 
+class RefusedWrite(models.Model):
+    """A connector's write the API refused because another record holds the id (a 409).
+
+    The strongest sign of a remote reset refdesk receives: the remote system hands out an id
+    again that refdesk still holds for an older record. Written by records.refusals after the
+    refused request's transaction ended (so its rollback does not take it along), kept 30
+    days and at most REFUSALS_KEPT per connection. Read by the record page, Health's finding,
+    the forecast and the incident detector (references.findings).
+    """
+
+    tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, db_index=False)
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    record_type = models.CharField(max_length=40)
+    remote_id = models.CharField(max_length=255)
+    remote_ref = models.CharField(max_length=255, blank=True, default="")
+    # The record the connector wrote the id onto (None: it was creating one).
+    record = models.ForeignKey(
+        Record, on_delete=models.CASCADE, null=True, blank=True, related_name="+", db_index=False
+    )
+    # The record that holds the id.
+    holder = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="+", db_index=False)
+    actor = models.CharField(max_length=300)
+    refused_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-refused_at", "-id"]
+        indexes = [
+            # Counting and pruning per connection, newest first.
+            models.Index(
+                fields=["tenant", "connection", "record_type", "-refused_at"],
+                name="refused_connection_idx",
+            ),
+            # The record page: refusals of the id it holds, and of writes onto it.
+            models.Index(fields=["tenant", "holder"], name="refused_holder_idx"),
+            models.Index(
+                fields=["tenant", "record"],
+                name="refused_record_idx",
+                condition=Q(record__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.remote_id} refused at {self.refused_at:%Y-%m-%d %H:%M}"
+
+
 class CustomData(models.Model):
     class Type(models.TextChoices):
         STRING = "string", "string"
@@ -501,6 +550,7 @@ class AuditEntry(models.Model):
         REMOTE_ID_SET = "remote_id_set", "Set remote id"
         CUSTOM_DATA_SET = "custom_data_set", "Set custom data"
         CUSTOM_DATA_DELETE = "custom_data_delete", "Deleted custom data"
+        RETRY_SYNC = "retry_sync", "Retried sync"
 
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
     created_at = models.DateTimeField(default=timezone.now)

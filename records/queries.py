@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import connection as db_connection
-from django.db.models import OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 
 from common.entities import EntityType
 from common.paging import Keyset, Located, parse_hex32, parse_moment
@@ -16,7 +16,7 @@ from common.prepared import PreparedQuery
 from integrations.models import Connection, Connector, Integration, Tenant
 
 from .aggregates import AsJSON, json_rows
-from .models import AuditEntry, BatchChange, CustomData, Record, RemoteId
+from .models import AuditEntry, BatchChange, CustomData, Record, RefusedWrite, RemoteId
 
 # The tabs always shown, in this order; other types present on the tenant follow.
 STANDARD_TYPES = list(EntityType.values)
@@ -218,6 +218,12 @@ def records_for_their_page(tenant):
                 connection_name="name",
                 connector_name="connector__name",
             ),
+            # Whether a connector's write of one of its ids (or onto it) was refused: only a
+            # record with some costs the page the query that lists them (records.refusals).
+            has_refused_writes=Exists(
+                RefusedWrite.objects.for_tenant(tenant).filter(holder=OuterRef("pk"))
+            )
+            | Exists(RefusedWrite.objects.for_tenant(tenant).filter(record=OuterRef("pk"))),
         )
     )
 
@@ -327,3 +333,22 @@ record_by_remote_id = PreparedQuery(
         remote_ids__remote_id=remote_id,
     )[:1]
 )
+
+
+def record_names(tenant, record_ids, *, besides=None, prefer=None) -> dict[int, str]:
+    """Records as people know them: "Shopify 5001001470 (#1211)", by their id in `prefer`
+    (an integration's source, what people search for) when they have one, else in the first
+    connection by name other than `besides` (the connection whose id is in question) when
+    they have another; one query."""
+    ranked: dict[int, tuple] = {}
+    rows = (
+        RemoteId.objects.for_tenant(tenant)
+        .filter(record_id__in=list(record_ids))
+        .values_list("record_id", "connection_id", "connection__name", "remote_id", "remote_ref")
+    )
+    for record_id, connection_id, connection_name, remote_id, remote_ref in rows:
+        name = f"{connection_name} {remote_id}" + (f" ({remote_ref})" if remote_ref else "")
+        rank = (connection_id != prefer, connection_id == besides, connection_name, connection_id)
+        if record_id not in ranked or rank < ranked[record_id][0]:
+            ranked[record_id] = (rank, name)
+    return {record_id: name for record_id, (_, name) in ranked.items()}

@@ -18,7 +18,7 @@ from django.db.models.expressions import RawSQL
 from common.errors import NotAllowed
 from common.paging import FeedPosition, decode_feed_cursor, encode_feed_cursor, feed_after
 
-from . import changes, locks
+from . import changes, locks, refusals
 from .audit import Actor, audit_entry, mark_changed, source_connection_id, write_audit
 from .changes import messages
 from .custom_data import (
@@ -156,6 +156,21 @@ def create_record_with_remote_id(
     source_code = clean_source_code(source_code)
     entries = parse_custom_data_entries(tenant, custom_data or {})
     check_connection_may_write(entries, connection)
+    try:
+        return _create_with_remote_id(
+            tenant, record_type, connection, actor, remote_id, remote_ref, data, entries,
+            source_code,
+        )  # fmt: skip
+    except Conflict as refused:
+        # Kept after the create's transaction rolled back: a reset's first sign (refusals).
+        refusal = refusals.refusal_of(refused, remote_id, remote_ref)
+        refusals.keep(tenant, connection, record_type, actor, [refusal])
+        raise
+
+
+def _create_with_remote_id(
+    tenant, record_type, connection, actor, remote_id, remote_ref, data, entries, source_code
+) -> Record:
     refuse_taken_remote_id(tenant, connection, record_type, remote_id)
     with locks.person_waiting(tenant, record_type):
         record = create_record(tenant, record_type, actor, data=data, source_code=source_code)
@@ -215,6 +230,21 @@ def update_record(
         source_code = clean_source_code(source_code)
     entries = parse_custom_data_entries(record.tenant, custom_data)
     check_connection_may_write(entries, connection)
+    try:
+        return _update_record(
+            record, connection, actor, data, remote_id, remote_ref, entries, if_version,
+            source_code,
+        )  # fmt: skip
+    except Conflict as refused:
+        # Kept after the PUT's transaction rolled back: a reset's first sign (refusals).
+        refusal = refusals.refusal_of(refused, remote_id, remote_ref, record)
+        refusals.keep(record.tenant, connection, record.record_type, actor, [refusal])
+        raise
+
+
+def _update_record(
+    record, connection, actor, data, remote_id, remote_ref, entries, if_version, source_code
+) -> list[CustomData]:
     with locks.person_waiting(record.tenant, record.record_type):
         # One writer at a time per record: concurrent PUTs apply one after the other.
         try:

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import views, views_jobs
+from . import views, views_jobs, views_retry
 
 app_name = "records"
 
@@ -28,6 +28,16 @@ urlpatterns = [
         rf"^records/{LOCAL_ID}/custom-data/(?P<custom_data_id>[0-9]+)/delete/$",
         views.CustomDataDeleteView.as_view(),
         name="custom-data-delete",
+    ),
+    re_path(
+        rf"^records/{LOCAL_ID}/retry-sync/$",
+        views_retry.RecordRetrySyncView.as_view(),
+        name="retry-sync",
+    ),
+    path(
+        "batches/<int:batch_id>/retry-sync/",
+        views_retry.BatchRetrySyncView.as_view(),
+        name="batch-retry-sync",
     ),
     path("records/", views.RecordIndexView.as_view(), name="index"),
     path("jobs/", views_jobs.JobListView.as_view(), name="jobs"),

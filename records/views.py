@@ -17,6 +17,7 @@ from common.entities import EntityType, slug_of
 from common.lists import ListMixin
 from integrations.tenancy import TenantMixin
 
+from . import refusals
 from .audit import Actor
 from .custom_data import delete_custom_data
 from .filters import RecordFilterSet
@@ -274,6 +275,7 @@ class RecordMixin(TenantMixin):
             "data_json": json.dumps(record.data, indent=2, ensure_ascii=False, sort_keys=True),
             **self.custom_data_context(record, **forms),
             **self.history_context(record),
+            "refused_writes": refusals.shown_on(record) if record.has_refused_writes else [],
         }
 
     def render_detail(self, status: int = 200, **forms):

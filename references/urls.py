@@ -6,6 +6,7 @@ from . import views_backfill as backfill
 from . import views_health as health
 from . import views_reconcile as reconcile
 from . import views_restore as restore
+from . import views_retry as retry
 from . import views_rows as rows
 from . import views_table as table
 
@@ -38,6 +39,8 @@ urlpatterns = [
         restore.RestoreBatchView.as_view(),
         name="backfill-undo",
     ),
+    # Retry sync for the rows the tab's filter shows.
+    re_path(BASE + r"retry-sync/$", retry.FilteredRetrySyncView.as_view(), name="retry-sync"),
     # Backfill: CSV import and export, suggested links.
     re_path(BASE + r"import/$", backfill.ImportView.as_view(), name="import"),
     re_path(BASE + r"import/apply/$", backfill.ImportApplyView.as_view(), name="import-apply"),

@@ -19,7 +19,7 @@ from common.numbers import parse_number, shown
 from common.paging import Keyset, paged
 
 from . import findings
-from .findings import scans, summary
+from .findings import incident, scans, summary
 from .findings.export import finding_csv
 from .findings.keys import key_label
 from .mixins import IntegrationMixin
@@ -60,6 +60,7 @@ class HealthOverviewView(IntegrationMixin, TemplateView):
             )
         return super().get_context_data(
             rows=rows,
+            incidents=incident.incidents(self.tenant, [integration]),
             findings=findings.FINDINGS.values(),
             scan_job=scans.running_scan(integration),
             **kwargs,

@@ -13,6 +13,7 @@ from integrations.models import Integration
 from integrations.tenancy import TenantMixin
 from records import counts
 
+from .findings.incident import incidents
 from .findings.summary import entity_health
 
 
@@ -71,5 +72,9 @@ class TenantHomeView(TenantMixin, TemplateView):
                 }
             )
         return super().get_context_data(
-            tenant=self.tenant, integrations=integrations, rows=rows, **kwargs
+            tenant=self.tenant,
+            integrations=integrations,
+            rows=rows,
+            incidents=incidents(self.tenant, integrations),
+            **kwargs,
         )

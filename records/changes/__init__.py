@@ -21,6 +21,7 @@ Where things are:
     storage.py    reading and writing rows (COPY for big sets on PostgreSQL)
     merge.py      a merged duplicate, retired and brought back
     bulk.py       DeleteAll and Restore
+    retry.py      RetrySync: records back into the delta feed (no remote id written)
 """
 
 from .bulk import DeleteAll, linked_target_rows
@@ -28,6 +29,7 @@ from .changeset import ChangeSet
 from .engine import ChangeSetBase, apply, intent, plan
 from .messages import describe_edit, side_names
 from .restore import Restore, RestoreConflict
+from .retry import RetrySync
 from .types import (
     CHANGED,
     NEW,
@@ -68,6 +70,7 @@ __all__ = [
     "ProgressCallback",
     "Restore",
     "RestoreConflict",
+    "RetrySync",
     "Write",
     "apply",
     "intent",

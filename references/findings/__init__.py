@@ -10,6 +10,8 @@ finding is writing its class and naming it here.
 - duplicates.py: probable duplicates and two target records (scanned by a job when large,
   scans.py), merged into the source's record;
 - reused.py: ids a remote system reused after a wipe, unlinked or acknowledged;
+- refused.py: connector writes the API refused (another record holds the id), unlinked from
+  the holder; with reused ids, the signals of incident.py (a remote reset);
 - summary.py: the counts per entity type and the forecast (wording.py) of the next sync.
 Reconciliation with a remote export is references.reconcile.
 """
@@ -19,10 +21,12 @@ from __future__ import annotations
 from .base import Finding, Fix, Scope
 from .duplicates import ProbableDuplicates, TwoTargets
 from .lost import LostLinks
+from .refused import RefusedWrites
 from .reused import ReusedIds
 
 FINDINGS: dict[str, type[Finding]] = {
-    finding.name: finding for finding in (LostLinks, ProbableDuplicates, TwoTargets, ReusedIds)
+    finding.name: finding
+    for finding in (LostLinks, ProbableDuplicates, TwoTargets, ReusedIds, RefusedWrites)
 }
 DEFAULT = LostLinks.name
 

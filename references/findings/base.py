@@ -78,6 +78,12 @@ class Finding:
         """How many rows it has, for the tabs and the overview (`kept`: the kept counts)."""
         raise NotImplementedError
 
+    def in_target(self, found: Count) -> tuple[int, str]:
+        """Of the unlinked source records, how many the target probably has already (the
+        forecast of the next sync counts them), and why in a clause ("" : no reason to give).
+        `found` is this finding's count."""
+        return (int(found), "") if self.already_in_target else (0, "")
+
     def evidence(self, rows: list) -> list:
         """Each row of a page with what explains it."""
         raise NotImplementedError

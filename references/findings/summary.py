@@ -22,6 +22,8 @@ class EntityHealth:
     lost: Count
     found: dict[str, Count] = field(default_factory=dict)  # per finding name
     already_in_target: int = 0  # of the unlinked, how many the target probably has
+    # Why, per finding that says so: (how many, "Fortnox tried to give them ids refdesk holds").
+    in_target_reasons: list[tuple[int, str]] = field(default_factory=list)
     # Large integrations: scanned findings come from the latest scan (None: not scanned yet).
     as_of: datetime | None = None
     scanned: bool = False
@@ -40,7 +42,10 @@ class EntityHealth:
 
     def forecast(self, integration) -> str:
         unlinked = int(self.unlinked)
-        return forecast(integration, self.record_type, unlinked, self.already_in_target)
+        return forecast(
+            integration, self.record_type, unlinked, self.already_in_target,
+            self.in_target_reasons,
+        )  # fmt: skip
 
 
 def entity_health(integration, record_type: str, kept: counts.Counts | None = None) -> EntityHealth:
@@ -55,9 +60,11 @@ def entity_health(integration, record_type: str, kept: counts.Counts | None = No
         lost=Count(kept.lost),
         found={finding.name: finding.count(kept) for finding in findings},
     )
-    health.already_in_target = sum(
-        int(health.found[finding.name]) for finding in findings if finding.already_in_target
-    )
+    for finding in findings:
+        n, reason = finding.in_target(health.found[finding.name])
+        health.already_in_target += n
+        if n and reason:
+            health.in_target_reasons.append((n, reason))
     if any(finding.scanned for finding in findings) and scope.large:
         health.scanned = True
         health.as_of = min((scan.computed_at for scan in scope.scans.values()), default=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import template
 from django.urls import reverse
 
@@ -35,3 +37,17 @@ def undo_context(request, batch, label: str = "Undo", *, next_url: str = "", in_
 def undo_button(context, batch, label: str = "Undo", next_url: str = "", in_table=False):
     """{% undo_button batch next_url=url %}: the Undo button that posts to the restore view."""
     return undo_context(context["request"], batch, label, next_url=next_url, in_table=in_table)
+
+
+@register.inclusion_tag("references/partials/retry_sync_button.html", takes_context=True)
+def retry_sync_button(context, batch, next_url: str = ""):
+    """{% retry_sync_button batch %}: Retry sync for the records `batch` changed (after a
+    Reconcile or a Health fix), to its preview (records.views_retry); returns to `next_url`
+    (default: this request's page)."""
+    request = context["request"]
+    url = reverse(
+        "records:batch-retry-sync",
+        kwargs={"tenant_slug": request.tenant.slug, "batch_id": batch.pk},
+    )
+    next_url = next_url or request.get_full_path()
+    return {"url": f"{url}?{urlencode({'next': next_url})}", "count": batch.row_count}

@@ -30,6 +30,10 @@ ROUTE_ROLES = {
     "records:custom-data-add": ADMIN,
     "records:custom-data-edit": ADMIN,
     "records:custom-data-delete": ADMIN,
+    # Retry sync (issue 22): puts records back into the feed; its preview is admin-only too.
+    "records:retry-sync": ADMIN,
+    "records:batch-retry-sync": ADMIN,
+    "references:retry-sync": ADMIN,
     # Jobs: everyone on the tenant sees them; they are started from the pages that write.
     "records:jobs": READ,
     "records:job": READ,

@@ -1,5 +1,6 @@
 """Idempotent demo data: a reseller, two tenants, connectors, integrations, thousands of records."""
 
+import contextlib
 import random
 from datetime import timedelta
 
@@ -15,8 +16,9 @@ from integrations.models import Connection, Connector, Integration, Membership, 
 from records import changes
 from records.audit import Actor
 from records.counts import recount_all
+from records.errors import Conflict
 from records.models import AuditEntry, Batch, CustomData, Record, RemoteId
-from records.services import create_record_with_remote_id
+from records.services import create_record_with_remote_id, update_record
 from references.services import (
     ReferenceInput,
     add_reference,
@@ -445,6 +447,36 @@ class Command(BaseCommand):
             new=False,
             description="Synced {written} order ids after the Fortnox reset",
         )
+        self.refused_after_reset(main, exclude=[row.record_id for row in unlinked])
+
+    def refused_after_reset(self, main, exclude, count: int = 20):
+        """After the Fortnox reset its connector sends new invoices for unlinked orders with
+        ids its counter hands out again, which older linked orders still hold: the API's own
+        write (records.services.update_record) refuses each with a 409, and keeps the refusal.
+        With the reused ids above, Health recognises the reset (references.findings.incident).
+        """
+        tenant, fortnox = main.tenant, main.target
+        writers = list(
+            Record.objects.for_tenant(tenant)
+            .filter(record_type="order", remote_ids__connection=main.source)
+            .exclude(remote_ids__connection=fortnox)
+            .exclude(pk__in=exclude)
+            .order_by("id")[:count]
+        )
+        held = list(
+            RemoteId.objects.for_tenant(tenant)
+            .filter(connection=fortnox, record_type="order", remote_id__startswith="900")
+            .order_by("id")
+            .values_list("remote_id", flat=True)[: len(writers)]
+        )
+        actor = Actor.for_connection(fortnox)
+        for writer, remote_id in zip(writers, held, strict=False):
+            # Refused (409) and kept: what a reset looks like.
+            with contextlib.suppress(Conflict):
+                update_record(
+                    writer, fortnox, actor, data=writer.data, remote_id=remote_id,
+                    remote_ref=f"Faktura {remote_id}", custom_data={},
+                )  # fmt: skip
 
     def custom_data(self, world):
         main = world["main"]

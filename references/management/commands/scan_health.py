@@ -5,12 +5,14 @@ python manage.py scan_health --tenant acme
 
 Opening a Health page never starts a scan (a GET writes nothing); "Scan now" on the page does,
 and so does this command, for the entity types of large integrations whose latest scan is
-missing or older than an hour (references.findings.scans).
+missing or older than an hour (references.findings.scans). It also keeps the refused writes
+bounded (records.refusals.prune: at most 100k per connection and type, none over 30 days).
 """
 
 from django.core.management.base import BaseCommand
 
-from integrations.models import Integration
+from integrations.models import Integration, Tenant
+from records import refusals
 from records.audit import Actor
 from references.findings import findings_of, scans
 
@@ -31,6 +33,12 @@ class Command(BaseCommand):
         for integration in integrations:
             started += start_due_scan(integration) is not None
         self.stdout.write(f"Started {started} scan job{'s' * (started != 1)}.")
+        tenants = Tenant.objects.all()
+        if options.get("tenant"):
+            tenants = tenants.filter(slug=options["tenant"])
+        pruned = sum(refusals.prune(tenant) for tenant in tenants)
+        if pruned:
+            self.stdout.write(f"Forgot {pruned} old refused writes.")
 
 
 def start_due_scan(integration):
