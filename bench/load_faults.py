@@ -598,9 +598,11 @@ def worker_fault(client, world, events, lock, worker: JobWorker, t0: float):
     the new worker. `client` is the admin, logged in before the load starts."""
     integration = f"/t/load/integrations/{world['integration']}/references/"
     sleep_until(t0 + KILL_WORKER_AT)
-    kill_worker_mid_job(client, integration + "articles/", events, lock, worker)
-    worker.start()
-    log("job worker restarted")
+    try:
+        kill_worker_mid_job(client, integration + "articles/", events, lock, worker)
+    finally:
+        worker.start()  # whatever happened, the jobs after it have a worker
+        log("job worker restarted")
     start_import(client, integration + "customers/", events, lock)
 
 
@@ -631,7 +633,8 @@ def kill_worker_mid_job(client, articles: str, events, lock, worker: JobWorker) 
     transaction (held there by a locked article row)."""
     import psycopg
 
-    with psycopg.connect(database_url()) as holder:
+    holder = psycopg.connect(database_url())
+    try:
         hold_an_article(holder)
         before = latest_job_id()
         client.request("delete-all", "POST", articles + "delete-all/", data={"confirm": "articles"})
@@ -642,7 +645,8 @@ def kill_worker_mid_job(client, articles: str, events, lock, worker: JobWorker) 
         with lock:
             events.append({"op": "worker-killed", "job": job, "job_state_at_kill": state})
         log(f"job worker killed (SIGKILL) during job {job} ({state})")
-        holder.rollback()
+    finally:
+        holder.close()  # lets the killed job's statement go (or the restart closed it)
 
 
 def start_import(client, customers: str, events, lock):
