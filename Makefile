@@ -49,6 +49,6 @@ format:
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache db.sqlite3*
 
-## 50 clients for 60 s against gunicorn on PostgreSQL, restarting PostgreSQL midway: bench/README.md
+## 50 clients for 60 s against gunicorn on a throwaway PostgreSQL cluster of its own, a job worker killed and PostgreSQL restarted under load, a connector paging the feed: bench/README.md
 load: $(PIP_STAMP)
 	$(BIN)/python -m bench.load_faults

@@ -1,11 +1,14 @@
 """refdesk settings: one module, configured from the environment (12-factor).
 
 DATABASE_URL  default: SQLite file db.sqlite3 in the project folder
+CACHE_URL     default: a per-process memory cache; redis://host:6379/1 for one shared by every
+              app server (README, "Production": several machines)
 SECRET_KEY    required when DEBUG is off; a random per-process key otherwise
 DEBUG         "1"/"true" turns on debug mode (off by default: safe for production)
 ALLOWED_HOSTS comma-separated; defaults to localhost names in debug mode
 """
 
+import ipaddress
 import os
 import secrets
 import sys
@@ -155,9 +158,20 @@ def postgres_session_options(process: str) -> dict:
     }
 
 
+# DATABASE_POOLER=pgbouncer: the app reaches PostgreSQL through PgBouncer in transaction mode.
+# A session there is lent out per transaction, so nothing may rely on the session: PgBouncer
+# refuses the startup parameters (`options`) the session limits above are sent in (set them
+# on the database roles instead: README, "Production"), and a server-side cursor (a named
+# cursor lives across transactions in its session) is turned off.
+DATABASE_POOLER = os.environ.get("DATABASE_POOLER", "").strip().lower()
+if DATABASE_POOLER not in ("", "pgbouncer"):
+    raise ImproperlyConfigured("DATABASE_POOLER is 'pgbouncer' or unset.")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].update(postgres_session_options(REFDESK_PROCESS))
+    if DATABASE_POOLER == "pgbouncer":
+        del DATABASES["default"]["OPTIONS"]["options"]  # libpq's keepalives stay: client-side
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Persistent connections buy nothing on SQLite; WAL lets readers run beside a writer.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -167,6 +181,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+def cache_from_url(url: str) -> dict:
+    """CACHES["default"] from CACHE_URL: redis:// or rediss:// (Django's Redis cache; the
+    database number is the URL's path), or locmem:// (the per-process default)."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("redis", "rediss"):
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "refdesk",
+        }
+    if scheme == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    raise ImproperlyConfigured(f"CACHE_URL: unknown scheme {scheme!r} (redis://, locmem://).")
+
+
+# What is cached (integrations/names.py: a tenant's connection names, for a minute) is only a
+# label, but with several app servers a rename shows at once everywhere only in a shared cache.
+CACHES = {"default": cache_from_url(os.environ.get("CACHE_URL", "") or "locmem://")}
 
 # Background jobs (big change sets: records/jobs.py) on Django's Tasks API (django-tasks, the
 # backport of Django 6's django.tasks). TASKS_BACKEND=db (default) keeps them in the database:
@@ -264,9 +298,24 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Failed log-ins and API authentications are throttled per client address (integrations/
-# throttling.py). Behind a proxy every request comes from the proxy's address: turn this on
-# only when that proxy sets X-Forwarded-For (its last entry is then the client).
-AUTH_THROTTLE_TRUST_X_FORWARDED_FOR = env_bool("AUTH_THROTTLE_TRUST_X_FORWARDED_FOR", False)
+# throttling.py). Behind proxies every request comes from a proxy's address: name them
+# (addresses or networks, comma-separated) and X-Forwarded-For is read from a request that
+# comes from one of them, its rightmost entry that is not itself one of them being the client.
+# From anywhere else the header is ignored, so nobody picks their own address.
+REFDESK_TRUSTED_PROXIES = env_list("REFDESK_TRUSTED_PROXIES", [])
+for _proxy in REFDESK_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"REFDESK_TRUSTED_PROXIES: {_proxy!r} is no address") from None
+if env_bool("AUTH_THROTTLE_TRUST_X_FORWARDED_FOR") and not REFDESK_TRUSTED_PROXIES:
+    # The old switch trusted the header from any address. Dropping it silently would count
+    # every client behind the proxy as one address (one locks out all); keeping it would
+    # let anyone pick their address. Say what to set instead.
+    raise ImproperlyConfigured(
+        "AUTH_THROTTLE_TRUST_X_FORWARDED_FOR is replaced by REFDESK_TRUSTED_PROXIES: "
+        "list your proxies' addresses (e.g. 10.0.0.5,10.0.0.0/24)."
+    )
 
 LOGGING = {
     "version": 1,

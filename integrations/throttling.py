@@ -20,8 +20,10 @@ costs no query.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db.models import Count, Q
@@ -61,14 +63,42 @@ def _key(identity: str) -> str:
     return hashlib.sha256((identity or "").strip().lower().encode()).hexdigest()
 
 
+@lru_cache(maxsize=8)
+def _networks(proxies: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
+
+
+def _address(value: str):
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
 def client_ip(request) -> str | None:
-    """The client's address: REMOTE_ADDR, or the proxy's last X-Forwarded-For entry when
-    AUTH_THROTTLE_TRUST_X_FORWARDED_FOR is on (only behind a proxy that sets it)."""
-    if getattr(settings, "AUTH_THROTTLE_TRUST_X_FORWARDED_FOR", False):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded.strip():
-            return forwarded.split(",")[-1].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address. REMOTE_ADDR, unless it is one of REFDESK_TRUSTED_PROXIES: then
+    X-Forwarded-For is read from the right (each proxy appends the address it was reached
+    from) and the first entry that is not a trusted proxy is the client. Entries left of it
+    were written by the client itself and are never read."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    proxies = _networks(tuple(getattr(settings, "REFDESK_TRUSTED_PROXIES", ())))
+    if not proxies or remote is None:
+        return remote
+
+    def trusted(address) -> bool:
+        return any(address in network for network in proxies)
+
+    nearest = _address(remote)
+    if nearest is None or not trusted(nearest):
+        return remote
+    for entry in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        address = _address(entry)
+        if address is None:
+            break  # not an address: no proxy of ours wrote it; the last proxy is the client
+        nearest = address
+        if not trusted(address):
+            break
+    return str(nearest)
 
 
 def check(scope: str, identity: str, request) -> Lockout | None:

@@ -1,8 +1,13 @@
 """Repeated failed log-ins are locked out for a while; a correct password does not get through."""
 
+import os
+import subprocess
+import sys
+from base64 import b64encode
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.test import RequestFactory
 from django.utils import timezone
 
@@ -127,10 +132,99 @@ def test_the_api_scope_has_its_own_counts(db):
     assert throttling.check("api", "another-connection", request) is None
 
 
-def test_x_forwarded_for_is_used_only_when_trusted(settings):
-    request = RequestFactory().get(
-        "/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.5"
+PROXY = "10.0.0.5"
+
+
+def test_a_spoofed_x_forwarded_for_from_an_untrusted_address_does_not_change_the_client(
+    client, world, settings
+):
+    settings.REFDESK_TRUSTED_PROXIES = [PROXY]
+    for n in range(5):  # each guess claims another address; all come from 203.0.113.9
+        fail_login(
+            client, "anna", 1, REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}"
+        )
+
+    response = client.post(
+        "/login/",
+        {"username": "anna", "password": PASSWORD},
+        REMOTE_ADDR="203.0.113.9",
+        HTTP_X_FORWARDED_FOR="192.0.2.77",
     )
-    assert throttling.client_ip(request) == "10.0.0.1"
-    settings.AUTH_THROTTLE_TRUST_X_FORWARDED_FOR = True
-    assert throttling.client_ip(request) == "203.0.113.5"
+
+    assert response.status_code == 429
+    assert set(AuthFailure.objects.values_list("ip", flat=True)) == {"203.0.113.9"}
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_address_the_proxy_appended(
+    client, world, settings
+):
+    settings.REFDESK_TRUSTED_PROXIES = [PROXY]
+    for n in range(5):  # the client's own (spoofed) entries come first; the proxy appends
+        fail_login(
+            client,
+            "anna",
+            1,
+            REMOTE_ADDR=PROXY,
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.9",
+        )
+    assert set(AuthFailure.objects.values_list("ip", flat=True)) == {"203.0.113.9"}
+
+    locked = client.post(
+        "/login/",
+        {"username": "anna", "password": PASSWORD},
+        REMOTE_ADDR=PROXY,
+        HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.9",
+    )
+    elsewhere = client.post(
+        "/login/",
+        {"username": "anna", "password": PASSWORD},
+        REMOTE_ADDR=PROXY,
+        HTTP_X_FORWARDED_FOR="203.0.113.9, 198.51.100.7",
+    )
+
+    assert locked.status_code == 429  # the same client, whatever it wrote before
+    assert elsewhere.status_code == 302  # another client behind the same proxy
+
+
+def test_through_a_chain_of_trusted_proxies_the_first_untrusted_entry_from_the_right_counts(
+    client, world, settings
+):
+    settings.REFDESK_TRUSTED_PROXIES = [PROXY, "10.1.0.0/16"]
+    fail_login(
+        client,
+        "anna",
+        1,
+        REMOTE_ADDR=PROXY,
+        HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.9, 10.1.4.2",
+    )
+    assert list(AuthFailure.objects.values_list("ip", flat=True)) == ["203.0.113.9"]
+
+
+def test_the_api_throttle_reads_the_client_behind_a_trusted_proxy_too(db, client, settings):
+    settings.REFDESK_TRUSTED_PROXIES = [PROXY]
+    client.get(
+        "/api/v1/order",
+        HTTP_AUTHORIZATION="Basic " + b64encode(b"0123abcd:wrong-key").decode(),
+        REMOTE_ADDR=PROXY,
+        HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.9",
+    )
+    assert list(AuthFailure.objects.values_list("scope", "ip")) == [("api", "203.0.113.9")]
+
+
+def test_the_old_trust_everyone_switch_stops_the_start_and_says_what_to_set():
+    env = {
+        **os.environ,
+        "SECRET_KEY": "x",
+        "AUTH_THROTTLE_TRUST_X_FORWARDED_FOR": "1",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    env.pop("REFDESK_TRUSTED_PROXIES", None)
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "replaced by REFDESK_TRUSTED_PROXIES" in done.stderr
