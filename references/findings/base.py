@@ -78,6 +78,11 @@ class Finding:
         """How many rows it has, for the tabs and the overview (`kept`: the kept counts)."""
         raise NotImplementedError
 
+    def fixable_count(self, fix: Fix, count: Count) -> Count | None:
+        """How many of its `count` rows `fix` would change, for the "all N" button (None: not
+        counted, the button says "every one it can")."""
+        return count
+
     def evidence(self, rows: list) -> list:
         """Each row of a page with what explains it."""
         raise NotImplementedError
