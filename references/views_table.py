@@ -147,9 +147,7 @@ class ReferencesPageMixin(IntegrationMixin, ListMixin):
             row.loss = (
                 None
                 if row.target_remote_id
-                else losses(self.integration, self.record_type, [row.record_id]).get(
-                    row.record_id
-                )
+                else losses(self.integration, self.record_type, [row.record_id]).get(row.record_id)
             )
         return row
 
