@@ -28,6 +28,7 @@ from .changeset import ChangeSet
 from .engine import ChangeSetBase, apply, intent, plan
 from .messages import describe_edit, side_names
 from .restore import Restore, RestoreConflict
+from .storage import known_as
 from .types import (
     CHANGED,
     NEW,
@@ -71,6 +72,7 @@ __all__ = [
     "Write",
     "apply",
     "intent",
+    "known_as",
     "describe_edit",
     "linked_target_rows",
     "plan",
