@@ -26,7 +26,7 @@ Where things are:
 from .bulk import DeleteAll, linked_target_rows
 from .changeset import ChangeSet
 from .engine import ChangeSetBase, apply, intent, plan
-from .messages import describe_edit, side_names
+from .messages import describe_edit, named, side_names
 from .restore import Restore, RestoreConflict
 from .storage import known_as
 from .types import (
@@ -73,6 +73,7 @@ __all__ = [
     "apply",
     "intent",
     "known_as",
+    "named",
     "describe_edit",
     "linked_target_rows",
     "plan",

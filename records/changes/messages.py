@@ -27,6 +27,11 @@ def side_names(integration) -> tuple[str, str]:
     return integration.source.name, integration.target.name
 
 
+def named(remote_id: str, remote_ref: str = "") -> str:
+    """A record in a sentence by the id people know: "INV-7 (#1002)", never its local id."""
+    return f"{remote_id} ({remote_ref})" if remote_ref else remote_id
+
+
 def repeated_line(first_line: int) -> InvalidValue:
     return InvalidValue(f"Duplicate of line {first_line}.")
 
@@ -88,7 +93,9 @@ def id_of_another_record(
     )
 
 
-def target_taken(integration, remote_id: str, record_type: str, holder, linked_from) -> Conflict:
+def target_taken(
+    integration, remote_id: str, record_type: str, holder, linked_from, known_as: str = ""
+) -> Conflict:
     if linked_from:
         message = (
             f"{integration.target.name} id {remote_id} is already linked to "
@@ -97,7 +104,9 @@ def target_taken(integration, remote_id: str, record_type: str, holder, linked_f
     else:
         message = (
             f"{integration.target.name} id {remote_id} already belongs to another "
-            f"{record_type}, which {integration.source} does not know; see Suggested links."
+            f"{record_type}"
+            + (f" (known as {known_as})" if known_as else "")
+            + f", which {integration.source} does not know; see Suggested links."
         )
     return Conflict(message, field="target_id", holder=holder)
 
