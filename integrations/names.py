@@ -60,5 +60,6 @@ def forget_people_names(sender, instance, **kwargs) -> None:
     if isinstance(instance, Membership):
         cache.delete(_people_key(instance.tenant_id))
         return
-    tenant_ids = Membership.objects.filter(user=instance).values_list("tenant_id", flat=True)
+    # Every tenant the person belongs to (their names are cached per tenant).
+    tenant_ids = instance.memberships.values_list("tenant_id", flat=True)
     cache.delete_many([_people_key(tenant_id) for tenant_id in tenant_ids])
