@@ -407,7 +407,10 @@ class TestProbableDuplicates:
         assert not Record.objects.filter(local_id=duplicate.local_id).exists()
         batch = Batch.objects.get(kind=Batch.Kind.DUPLICATES)
         assert batch.row_count == written(counts) == 1
-        assert AuditEntry.objects.filter(action="merge", record=order).exists()
+        merged = AuditEntry.objects.get(action="merge", record=order)
+        # The duplicate is named by its Fortnox id and ref, not its local id.
+        assert "merged duplicate order INV-9 (F-9)" in merged.summary
+        assert duplicate.local_id not in merged.summary
         assert finding_rows(health_page(admin_client, world, "duplicates")) == []
 
         undone = undo(admin_client, world, batch)
