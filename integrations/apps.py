@@ -7,8 +7,13 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
 
     def ready(self):
-        from .models import Connection
-        from .names import forget_connection_names
+        from django.contrib.auth import get_user_model
+
+        from .models import Connection, Membership
+        from .names import forget_connection_names, forget_people_names
 
         post_save.connect(forget_connection_names, sender=Connection)
         post_delete.connect(forget_connection_names, sender=Connection)
+        for sender in (get_user_model(), Membership):
+            post_save.connect(forget_people_names, sender=sender)
+            post_delete.connect(forget_people_names, sender=sender)

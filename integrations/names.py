@@ -1,4 +1,5 @@
-"""Connection names by hex id, the way history and the By column name who made a change.
+"""Connection names by hex id, and people's names by login: the way history, the By column,
+banners and the Jobs list name who made a change.
 
 Nearly every page names a connection somewhere, so the names of a tenant's connections are
 kept in Django's cache for a minute instead of being read on every request. Saving or
@@ -9,7 +10,7 @@ name for up to CACHE_SECONDS, which is only a label.
 
 from django.core.cache import cache
 
-from .models import Connection
+from .models import Connection, Membership
 
 CACHE_SECONDS = 60
 
@@ -28,3 +29,37 @@ def connection_names(tenant) -> dict[str, str]:
 
 def forget_connection_names(sender, instance, **kwargs) -> None:
     cache.delete(_key(instance.tenant_id))
+
+
+def _people_key(tenant_id: int) -> str:
+    return f"refdesk:people-names:{tenant_id}"
+
+
+def people_names(tenant) -> dict[str, str]:
+    """The full names of the tenant's members by login ("anna": "Anna Admin"); a member
+    without a name is left out (people are then named by their login)."""
+    names = cache.get(_people_key(tenant.pk))
+    if names is None:
+        names = {
+            login: f"{first} {last}".strip()
+            for login, first, last in Membership.objects.for_tenant(tenant).values_list(
+                "user__username", "user__first_name", "user__last_name"
+            )
+            if (first or last)
+        }
+        cache.set(_people_key(tenant.pk), names, CACHE_SECONDS)
+    return names
+
+
+def forget_people_names(sender, instance, **kwargs) -> None:
+    """A user's name changed (or a membership came or went): forget the names of the tenants
+    it is a member of."""
+    update_fields = kwargs.get("update_fields")
+    if update_fields and not {"first_name", "last_name"} & set(update_fields):
+        return  # a log-in stamping last_login
+    if isinstance(instance, Membership):
+        cache.delete(_people_key(instance.tenant_id))
+        return
+    # Every tenant the person belongs to (their names are cached per tenant).
+    tenant_ids = instance.memberships.values_list("tenant_id", flat=True)
+    cache.delete_many([_people_key(tenant_id) for tenant_id in tenant_ids])

@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.db.models import OuterRef, Subquery
-from django.db.models.functions import Substr
+from django.contrib.auth import get_user_model
+from django.db.models import OuterRef, Subquery, Value
+from django.db.models.functions import Concat, Substr
 from django.shortcuts import redirect
 from django.utils.html import format_html
 from django.utils.text import capfirst
@@ -52,13 +53,34 @@ class ReadOnlyAdmin(ResellerScopedAdmin):
 
 
 CONNECTION_ACTOR = "connection/"
+USER_ACTOR = "user/"
+
+
+def known_as(record_field: str):
+    """A subquery: the record's first remote id as people know it ("Shopify 5001"), so a
+    changelist names a record without a query per row (its local id stays on hover)."""
+    return Subquery(
+        RemoteId.objects.filter(record_id=OuterRef(record_field))
+        .order_by("connection__name", "remote_id")
+        .annotate(named=Concat("connection__name", Value(" "), "remote_id"))
+        .values("named")[:1]
+    )
+
+
+def record_column(name: str | None, local_id: str | None):
+    """A record by the id people know, the local id on hover; the short local id only when
+    the record has no remote id at all."""
+    if name:
+        return format_html('<span title="local id {}">{}</span>', local_id, short_text(name, 30))
+    return short_id(local_id)
 
 
 class ActorNameAdmin(ReadOnlyAdmin):
-    """Shows an actor `connection/<32 hex>` as the connection's name (the id on hover).
+    """Shows an actor as people know it: `connection/<32 hex>` as the connection's name,
+    `user/anna` as her name ("Anna Admin", or "anna" without one); the stored form on hover.
 
-    The name comes from a subquery on the same tenant's connections, so a page of rows costs
-    no extra query; users (`user/anna`) and systems (`system/sync`) are shown as stored.
+    The names come from subqueries (the same tenant's connections, the user by login), so a
+    page of rows costs no extra query; systems (`system/sync`) are shown as stored.
     """
 
     actor_field = "actor"
@@ -68,15 +90,32 @@ class ActorNameAdmin(ReadOnlyAdmin):
             tenant=OuterRef("tenant"),
             connection_id=Substr(OuterRef(self.actor_field), len(CONNECTION_ACTOR) + 1),
         ).values("name")[:1]
+        person_name = (
+            get_user_model()
+            .objects.filter(username=Substr(OuterRef(self.actor_field), len(USER_ACTOR) + 1))
+            .annotate(full_name=Concat("first_name", Value(" "), "last_name"))
+            .values("full_name")[:1]
+        )
         return (
-            super().get_queryset(request).annotate(actor_connection_name=Subquery(connection_name))
+            super()
+            .get_queryset(request)
+            .annotate(
+                actor_connection_name=Subquery(connection_name),
+                actor_person_name=Subquery(person_name),
+            )
         )
 
     def actor_column(self, obj):
         actor = getattr(obj, self.actor_field)
-        name = getattr(obj, "actor_connection_name", None)
-        if name and actor.startswith(CONNECTION_ACTOR):
-            return format_html('<span title="{}">{}</span>', actor, name)
+        if actor.startswith(CONNECTION_ACTOR):
+            name = getattr(obj, "actor_connection_name", None)
+        elif actor.startswith(USER_ACTOR):
+            name = (getattr(obj, "actor_person_name", None) or "").strip()
+            name = name or actor.removeprefix(USER_ACTOR)
+        else:
+            name = None
+        if name:
+            return format_html('<span title="{}">{}</span>', actor, short_text(name, 30))
         return short_text(actor, 30)
 
     # The columns the batch, audit and job lists share.
@@ -96,16 +135,19 @@ class RecordAdmin(ActorNameAdmin):
         "entry and no undo. To unlink a reference, delete it on its integration's References "
         "page, where it can be undone."
     )
-    list_display = ["short_local_id", "record_type", "tenant", "modified", "modified_by"]
+    list_display = ["record_name", "record_type", "tenant", "modified", "modified_by"]
     list_filter = ["record_type"]
     search_fields = ["=local_id"]
     list_select_related = ["tenant"]
     show_full_result_count = False
     actor_field = "last_modified_by"
 
-    @admin.display(description="Local id", ordering="local_id")
-    def short_local_id(self, obj):
-        return short_id(obj.local_id)
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(known_as=known_as("pk"))
+
+    @admin.display(description="Record", ordering="local_id")
+    def record_name(self, obj):
+        return record_column(getattr(obj, "known_as", None), obj.local_id)
 
     @admin.display(description="Last modified", ordering="last_modified")
     def modified(self, obj):
@@ -128,7 +170,6 @@ class RemoteIdAdmin(ReadOnlyAdmin):
         "short_remote_ref",
         "record_type",
         "connection",
-        "record_local_id",
         "tenant",
     ]
     list_filter = ["record_type", "connection"]
@@ -137,15 +178,16 @@ class RemoteIdAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Remote id", ordering="remote_id")
     def short_remote_id(self, obj):
-        return short_text(obj.remote_id, 24)
+        # The row names its record itself: the record's local id stays on hover.
+        return format_html(
+            '<span title="record {}">{}</span>',
+            obj.record.local_id,
+            short_text(obj.remote_id, 24),
+        )
 
     @admin.display(description="Remote ref", ordering="remote_ref")
     def short_remote_ref(self, obj):
         return short_text(obj.remote_ref, 30)
-
-    @admin.display(description="Record", ordering="record__local_id")
-    def record_local_id(self, obj):
-        return short_id(obj.record.local_id)
 
 
 @admin.register(Batch)
@@ -169,9 +211,12 @@ class AuditEntryAdmin(ActorNameAdmin):
     search_fields = ["=local_id", "actor"]
     show_full_result_count = False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(known_as=known_as("record_id"))
+
     @admin.display(description="Record", ordering="local_id")
     def record_local_id(self, obj):
-        return short_id(obj.local_id)
+        return record_column(getattr(obj, "known_as", None), obj.local_id)
 
     @admin.display(description="Summary")
     def short_summary(self, obj):

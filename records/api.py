@@ -60,7 +60,10 @@ key (`python manage.py api_key <connectionId>` rotates and prints one).
 **Errors** all have one shape: `{"detail", "code", "errors": [{"field", "message", "code"}],
 "heldBy"}`. 400 a body that is not JSON, 401 bad or missing credentials, 403 writing what this
 connection may not write (custom data scoped to another connection), 404 unknown record (or
-another tenant's), 409 a remoteId another record holds (`heldBy.localId` names it), or with
+another tenant's), 409 a remoteId another record holds: `detail` names that record by its
+ids in the other connections ("known as Shopify 5001 (#1001)") and says how to resolve it
+(remove the id from that record first, `PUT` it with `"remoteId": null` at `heldBy.localId`,
+then retry; or use another id), or with
 `code: bulk_change_running` a bulk change (a delete-all, an import...) of these records is being
 written: nothing was written, try again after `Retry-After` seconds; 413 a body over the size
 limit; 415 a write whose body is not sent as `Content-Type: application/json`; 422 invalid input

@@ -34,7 +34,7 @@ from django.db.models import Exists, FilteredRelation, OuterRef, Q
 from common.sets import where_in
 from integrations.models import EntityType, Integration
 
-from .models import DELIBERATE_REMOVALS, Batch, BatchChange, ReferenceCount, RemoteId, writing
+from .models import Batch, BatchChange, ReferenceCount, RemoteId, writing
 from .queries import target_row
 
 LINKED, UNLINKED, LOST = "linked", "unlinked", "lost"
@@ -42,15 +42,14 @@ STATES = (LINKED, UNLINKED, LOST)
 
 
 def removed_target_rows(integration):
-    """Target rows taken away by a change that was not undone: what lost a link."""
-    return (
-        BatchChange.objects.for_tenant(integration.tenant)
-        .filter(
-            change=BatchChange.Change.REMOVED,
-            connection=integration.target,
-            batch__restored_at__isnull=True,
-        )
-        .exclude(batch__kind__in=DELIBERATE_REMOVALS)
+    """Target rows taken away by a change that was not undone: what lost a link. Every
+    removal counts, those meant by a fix too (reconcile, unlinking a reused id): a record
+    that had a link was not "never linked"; `references.findings.lost` says which kind of
+    change it was, and why."""
+    return BatchChange.objects.for_tenant(integration.tenant).filter(
+        change=BatchChange.Change.REMOVED,
+        connection=integration.target,
+        batch__restored_at__isnull=True,
     )
 
 
@@ -113,10 +112,7 @@ def lost_among(integration, record_ids) -> set[int]:
     for part in where_in(removals.order_by(), "record", record_ids):
         removed_by.update(part.values_list("record_id", "batch_id").distinct())
     standing_batches = (
-        Batch.objects.for_tenant(integration.tenant)
-        .filter(restored_at__isnull=True)
-        .exclude(kind__in=DELIBERATE_REMOVALS)
-        .order_by()
+        Batch.objects.for_tenant(integration.tenant).filter(restored_at__isnull=True).order_by()
     )
     standing: set[int] = set()
     for part in where_in(standing_batches, "id", {batch for _, batch in removed_by}):

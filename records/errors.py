@@ -55,7 +55,9 @@ class BulkChangeRunning(DomainError):
                 "Nothing was saved; try again in a moment."
             )
         else:
-            who = job.actor.partition("/")[2] or job.actor
+            from .history import display_name  # history reads the models, which read errors
+
+            who = display_name(job.tenant_id, job.actor)
             doing = (
                 f"is running ({job.percent}%)"
                 if job.state == job.State.RUNNING

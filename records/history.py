@@ -8,10 +8,15 @@ people from `actor_label` ("Warehouse API" for `connection/<hex id>`).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
+
+from integrations.models import Tenant
+from integrations.names import connection_names, people_names
 
 from .models import AuditEntry, Batch
 
@@ -21,16 +26,30 @@ Action = AuditEntry.Action
 DATA_FIELDS_SHOWN = 3
 
 
-def actor_label(actor: str, connection_names: dict[str, str]) -> str:
-    """Who made a change, as people know them; `{type}/{id}` stays for the hover title."""
+def actor_label(actor: str, names: dict[str, str]) -> str:
+    """Who made a change, as people know them: a connection by its name (`names` by hex id),
+    a person by their name ("Anna Admin"; `names` by `user/<login>`) or else their login; the
+    `{type}/{id}` form stays for the hover title."""
     kind, _, ident = (actor or "").partition("/")
     if kind == "connection":
-        return connection_names.get(ident, actor)
+        return names.get(ident, actor)
     if kind == "user":
-        return ident
+        return names.get(actor) or ident
     if kind == "system":
         return f"{ident} (system)"
     return actor
+
+
+def display_name(tenant_id: int, actor: str) -> str:
+    """`actor_label` for a sentence built outside a template (an error, a toast): the names
+    of the tenant's connections and people come from integrations.names (cached)."""
+    kind = (actor or "").partition("/")[0]
+    if kind not in ("connection", "user"):
+        return actor_label(actor, {})
+    tenant = Tenant(pk=tenant_id)
+    names = dict(connection_names(tenant))
+    names.update({f"user/{login}": name for login, name in people_names(tenant).items()})
+    return actor_label(actor, names)
 
 
 def val(text, kind: str = "") -> SafeString:
@@ -147,24 +166,48 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
+def ago(when) -> str:
+    """ "just now" under a minute, else "3 minutes ago" (the largest unit only)."""
+    if timezone.now() - when < timedelta(minutes=1):
+        return "just now"
+    return timesince(when, timezone.now()).split(",")[0] + " ago"
+
+
+def _ids(count: int) -> str:
+    return f"{count:,} id{'' if count == 1 else 's'}"
+
+
 def restore_sentence(entry: AuditEntry, names: dict[str, str]) -> SafeString:
-    """ "Restored the reference deleted by anna 2 hours ago (delete all)"."""
+    """ "Restored the reference deleted by anna 2 hours ago (delete all)"; an undone import
+    or fix says what it put back and took away: "Undid the import by anna just now: removed
+    the 5 ids it added"."""
     put_back = (entry.after or {}).get("count", 0)
+    taken_away = (entry.before or {}).get("count", 0)
     batch: Batch | None = entry.batch
     if batch is None:
         return format_html("Restored {} reference{}", put_back, "" if put_back == 1 else "s")
+    who = actor_label(batch.actor, names)
+    if batch.kind not in (Batch.Kind.DELETE, Batch.Kind.DELETE_ALL):
+        parts = []
+        if taken_away:
+            parts.append(format_html("removed the {} it added", val(_ids(taken_away))))
+        if put_back:
+            parts.append(format_html("put back the {} it removed", val(_ids(put_back))))
+        return format_html(
+            "Undid the {} by {} {}: {}",
+            batch.get_kind_display().lower(),
+            who,
+            ago(batch.created_at),
+            join(parts) if parts else "nothing was left to change",
+        )
     what = "the reference" if put_back == 1 else format_html("{} references", val(f"{put_back:,}"))
-    verb = "added" if batch.kind == Batch.Kind.IMPORT else "deleted"
-    ago = timesince(batch.created_at, timezone.now()).split(",")[0]
     sentence = format_html(
-        "Restored {} {} by {} {} ago ({})",
+        "Restored {} deleted by {} {} ({})",
         what,
-        verb,
-        actor_label(batch.actor, names),
-        ago,
+        who,
+        ago(batch.created_at),
         batch.get_kind_display().lower(),
     )
-    taken_away = (entry.before or {}).get("count")
     if taken_away:
         sentence = format_html(
             "{}; removed {} id{} added since", sentence, taken_away, "" if taken_away == 1 else "s"

@@ -351,7 +351,11 @@ class ErrorOut(Schema):
         description="unauthorized, forbidden, not_found, conflict, invalid, required, type, ..."
     )
     errors: list[FieldError] = Field(description="Field errors (422, and 403/409 on a field).")
-    heldBy: HeldBy | None = Field(None, description="409 on a remoteId: the record that holds it.")
+    heldBy: HeldBy | None = Field(
+        None,
+        description="409 on a remoteId: the record that holds it (`detail` names it by its "
+        "other remote ids and says how to free the id).",
+    )
 
 
 # --- batches ---------------------------------------------------------------------------

@@ -77,6 +77,7 @@ def conflict_for_remote_id(holder: RemoteId, *, field: str, label: str = "Id") -
         holder.record.record_type,
         holder.record,
         holder.connection.name,
+        known_as=changes.known_as(holder.tenant_id, holder.record_id, besides=holder.connection_id),
         field=field,
         label=label,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from .errors import StaleEdit, VersionMismatch
+from .history import display_name
 from .models import Record, RemoteId
 
 
@@ -33,7 +34,8 @@ def stale_edit(record: Record, current: dict) -> StaleEdit:
     """The one stale-edit error: the References row, custom data and the API (412) use it."""
     when = timezone.localtime(record.last_modified).strftime("%Y-%m-%d %H:%M:%S")
     return StaleEdit(
-        f"Changed by {record.last_modified_by} at {when} since you opened it. "
+        f"Changed by {display_name(record.tenant_id, record.last_modified_by)} at {when} "
+        "since you opened it. "
         "Your edit was not saved; check the current values and try again.",
         changed_by=record.last_modified_by,
         changed_at=record.last_modified,

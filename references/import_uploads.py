@@ -228,9 +228,23 @@ def file_lines(upload: ImportUpload) -> list[FileLine]:
     return [FileLine(*row) for row in lines.order_by("line").values_list(*RAW).iterator(5000)]
 
 
+def keep_rejected_lines(upload: ImportUpload, rejected: dict[int, str]) -> None:
+    """Drop the applied upload's lines but those the apply refused (`rejected`: reasons by
+    line number). Nearly always the preview refused the same lines: those the apply alone
+    refused or accepted (what it read had changed since) are the few rewritten one by one."""
+    lines = ImportLine.objects.for_tenant(upload.tenant).filter(upload=upload)
+    before = set(lines.filter(kind=Kind.REJECTED).values_list("line", flat=True))
+    for number in set(rejected) - before:
+        lines.filter(line=number).update(kind=Kind.REJECTED, reason=rejected[number])
+    for number in before - set(rejected):
+        lines.filter(line=number).delete()
+    lines.exclude(kind=Kind.REJECTED).delete()
+
+
 def apply_upload(upload: ImportUpload, actor, progress=None) -> imports.ImportResult:
-    """Plan the upload's lines again and write what they accept, then drop the lines: the
-    batch and its audit entry are the record of what was imported."""
+    """Plan the upload's lines again and write what they accept, then drop the lines but the
+    rejected ones, with the apply's reasons: the batch and its audit entry are the record of
+    what was imported, and the result page still says why each refused line was refused."""
     if upload.planned_at is None:
         raise DomainError("This file is still being checked; wait for its preview.")
     with transaction.atomic():
@@ -243,5 +257,5 @@ def apply_upload(upload: ImportUpload, actor, progress=None) -> imports.ImportRe
             upload=upload,
             progress=progress,
         )
-        ImportLine.objects.for_tenant(upload.tenant).filter(upload=upload).delete()
+        keep_rejected_lines(upload, result.rejected)
     return result

@@ -364,6 +364,8 @@ def plan_text(integration, record_type: str, text: str) -> ImportPlan:
 class ImportResult:
     batch: Batch | None
     counts: dict[str, int]
+    # Why the apply refused each line it refused, by line number: the result page keeps them.
+    rejected: dict[int, str] = field(default_factory=dict)
 
     @property
     def written(self) -> int:
@@ -409,4 +411,5 @@ def apply_lines(
             upload.batch = applied.batch
             upload.save(update_fields=["batch"])
     counts = {KIND_OF_OUTCOME[key]: applied.counts[key] for key in KIND_OF_OUTCOME}
-    return ImportResult(applied.batch, counts)
+    rejected = {line.line: line.reason for line in applied.plan.lines if line.rejected}
+    return ImportResult(applied.batch, counts, rejected)

@@ -168,7 +168,8 @@ def accept_change_set(integration, record_type: str, field: str, found, actor: A
                 target_ref=suggestion.target.remote_ref,
                 duplicate_id=suggestion.target.record_id,
                 note=f"same {'ref' if field == REMOTE_REF else field} {suggestion.key}; "
-                f"merged duplicate {record_type} {suggestion.target.record.local_id}",
+                f"merged duplicate {record_type} "
+                + changes.named(suggestion.target.remote_id, suggestion.target.remote_ref),
             )
             for number, suggestion in enumerate(found, start=1)
         ],

@@ -155,10 +155,18 @@ class ImportView(IntegrationMixin, TemplateView):
             batch=batch, action=AuditEntry.Action.IMPORT
         )
         counts = entry.values_list("after", flat=True).first() or {}
+        # The refused lines stay after the apply (import_uploads.keep_rejected_lines), with
+        # why each was refused, paged like the preview's.
+        after = self.after_line().get(imports.Kind.REJECTED, 0)
+        rejected = self.preview_section(
+            upload, imports.Kind.REJECTED, counts.get(imports.Kind.REJECTED, 0), SHOWN_ROWS, after
+        )
         return self.get_context_data(
             upload=upload,
             batch=batch,
             counts=counts,
+            sections={"rejected": rejected},
+            rejected=rejected["rows"],
             undo=undo_form(self.request, batch, "Undo this import")
             if not batch.is_restored
             else "",

@@ -117,6 +117,7 @@ class HealthView(HealthMixin, TemplateView):
             finding=finding,
             tabs=self.tabs(entity_health),
             count=entity_health.found[finding.name],
+            fix_buttons=self.fix_buttons(finding, entity_health.found[finding.name]),
             rows=finding.evidence(page.rows),
             page=page,
             **self.paging_urls(page, after, before),
@@ -127,6 +128,18 @@ class HealthView(HealthMixin, TemplateView):
             export_url=self.url("health-export") + f"?finding={finding.name}",
             **kwargs,
         )
+
+    def fix_buttons(self, finding, count) -> list[dict]:
+        """Each fix of all the rows, with how many it changes: "Put back the old link: all
+        3…" when 3 of the 5 lost links can be put back. A fix that changes none has none."""
+        if not (self.is_admin and count.value):
+            return []
+        buttons = []
+        for fix in finding.fixes:
+            fixable = finding.fixable_count(fix, count)
+            if fixable is None or fixable.value:
+                buttons.append({"fix": fix, "count": fixable})
+        return buttons
 
     def tabs(self, entity_health) -> list[dict]:
         return [

@@ -181,32 +181,40 @@ class HistoryView(ReferencesPageMixin, View):
     def get(self, request, *args, **kwargs):
         return self.render_history(self.get_record())
 
-    def render_history(self, record, *, status=200, error=None):
+    def render_history(self, record, *, status=200, error=None, counts=False):
         current = reference_snapshot(self.integration, record)
         # The same trail as the record page: its own entries and the bulk batches (delete
         # all, import) that took or gave one of its ids.
         entries = list(record_history(record)[:HISTORY_LIMIT])
+        offered = []
         for entry in entries:
             url = self.url("revert", local_id=record.local_id, entry_id=entry.pk)
             entry.revert_url = (
                 url if revertable(entry, entry.after, current, self.integration) else ""
             )
             entry.revert_before_url = ""
-        # The values before the oldest change shown are known too (a reference a sync made has
-        # no "Added" entry): offer them, unless a later entry already offers the same values.
-        if entries:
-            oldest = entries[-1]
-            offered = [entry.after for entry in entries if entry.revert_url]
-            if revertable(oldest, oldest.before, current, self.integration) and not any(
-                same_reference(oldest.before, values) for values in offered
+            if entry.revert_url:
+                offered.append(entry.after)
+        # The values before a change are known too, and are the only way back where no entry
+        # has them as its "after": the synced values before the first edit (a sync leaves no
+        # entry of the reference), the link before a delete. Offered where no other entry
+        # offers the same values, the oldest such change first.
+        for entry in reversed(entries):
+            if revertable(entry, entry.before, current, self.integration) and not any(
+                same_reference(entry.before, values) for values in offered
             ):
-                url = self.url("revert", local_id=record.local_id, entry_id=oldest.pk)
-                oldest.revert_before_url = f"{url}?to=before"
+                url = self.url("revert", local_id=record.local_id, entry_id=entry.pk)
+                entry.revert_before_url = f"{url}?to=before"
+                entry.revert_before_label = (
+                    "Put back" if entry.action == AuditEntry.Action.DELETE else "Revert to before"
+                )
+                offered.append(entry.before)
         template = (
             "references/partials/row_history.html"
             if self.request.htmx
             else "references/reference_history.html"
         )
+        extra = {**self.counts_context(), "with_counts": True} if counts else {}
         return self.render_group(
             template,
             record,
@@ -216,6 +224,7 @@ class HistoryView(ReferencesPageMixin, View):
             history_error=error,
             with_toasts=True,
             list_url=self.list_url(),
+            **extra,
         )
 
 
@@ -256,7 +265,8 @@ class RevertView(HistoryView):
         messages.success(request, f"Reverted to {describe(after)}.")
         if not request.htmx:
             return HttpResponseRedirect(self.list_url())
-        return self.render_history(record)
+        # A revert can link or unlink the row: the tabs' and the filter's counts come along.
+        return self.render_history(record, counts=True)
 
 
 def describe(snapshot) -> str:

@@ -142,6 +142,13 @@ class ReferencesPageMixin(IntegrationMixin, ListMixin):
         if row is not None:
             row.matched = matched_side(row, q)
             row.urls = self.row_urls(record)
+            # An unlinked row says why at once (the one just deleted: "lost just now by
+            # you"), not only after a reload of the table.
+            row.loss = (
+                None
+                if row.target_remote_id
+                else losses(self.integration, self.record_type, [row.record_id]).get(row.record_id)
+            )
         return row
 
     def row_context(self, record: Record, **extra) -> dict:

@@ -27,9 +27,10 @@ Where things are:
 from .bulk import DeleteAll, linked_target_rows
 from .changeset import ChangeSet
 from .engine import ChangeSetBase, apply, intent, plan
-from .messages import describe_edit, side_names
+from .messages import describe_edit, named, side_names
 from .restore import Restore, RestoreConflict
 from .retry import RetrySync
+from .storage import known_as
 from .types import (
     CHANGED,
     NEW,
@@ -74,6 +75,8 @@ __all__ = [
     "Write",
     "apply",
     "intent",
+    "known_as",
+    "named",
     "describe_edit",
     "linked_target_rows",
     "plan",

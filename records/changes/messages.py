@@ -27,6 +27,11 @@ def side_names(integration) -> tuple[str, str]:
     return integration.source.name, integration.target.name
 
 
+def named(remote_id: str, remote_ref: str = "") -> str:
+    """A record in a sentence by the id people know: "INV-7 (#1002)", never its local id."""
+    return f"{remote_id} ({remote_ref})" if remote_ref else remote_id
+
+
 def repeated_line(first_line: int) -> InvalidValue:
     return InvalidValue(f"Duplicate of line {first_line}.")
 
@@ -64,19 +69,33 @@ def target_required(sides, source_id: str, linked_to: str | None) -> InvalidValu
 
 
 def id_of_another_record(
-    remote_id: str, record_type: str, holder, connection_name: str, *, field: str, label="Id"
+    remote_id: str,
+    record_type: str,
+    holder,
+    connection_name: str,
+    *,
+    known_as: str,
+    field: str,
+    label="Id",
 ) -> Conflict:
     """An id another record holds in a connection outside the integration (or through the
-    API): the one sentence records.services uses too."""
+    API): the one sentence records.services uses too. The holder is named by its other ids
+    (`known_as`, storage.known_as), its local id only when it has none; and it says how to
+    resolve it."""
+    named = f"known as {known_as}" if known_as else f"with no other id, local id {holder.local_id}"
     return Conflict(
-        f"{label} {remote_id} already belongs to {record_type} {holder.local_id} in "
-        f"{connection_name}.",
+        f"{label} {remote_id} already belongs to another {record_type} in {connection_name} "
+        f"({named}). To give it to this {record_type}, first remove it from that one (through "
+        "the API: its remoteId set to null, at heldBy.localId), then try again; or use another "
+        "id.",
         field=field,
         holder=holder,
     )
 
 
-def target_taken(integration, remote_id: str, record_type: str, holder, linked_from) -> Conflict:
+def target_taken(
+    integration, remote_id: str, record_type: str, holder, linked_from, known_as: str = ""
+) -> Conflict:
     if linked_from:
         message = (
             f"{integration.target.name} id {remote_id} is already linked to "
@@ -84,8 +103,10 @@ def target_taken(integration, remote_id: str, record_type: str, holder, linked_f
         )
     else:
         message = (
-            f"{integration.target.name} id {remote_id} already belongs to {record_type} "
-            f"{holder.local_id}, which {integration.source} does not know; see Suggested links."
+            f"{integration.target.name} id {remote_id} already belongs to another "
+            f"{record_type}"
+            + (f" (known as {known_as})" if known_as else "")
+            + f", which {integration.source} does not know; see Suggested links."
         )
     return Conflict(message, field="target_id", holder=holder)
 

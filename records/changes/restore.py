@@ -16,6 +16,7 @@ from common.errors import DomainError
 from common.sets import chunks
 from records import counts
 from records.audit import Actor, mark_changed, write_audit
+from records.history import display_name
 from records.models import AuditEntry, Batch, BatchChange, Record, RemoteId
 
 from . import merge, messages
@@ -122,7 +123,10 @@ class Restore(ChangeSetBase):
 
     def plan(self) -> Plan:
         if self.batch.is_restored:
-            return Plan.refused(self, messages.already_undone(self.batch.restored_by))
+            return Plan.refused(
+                self,
+                messages.already_undone(display_name(self.batch.tenant_id, self.batch.restored_by)),
+            )
         still_added = self._still_added()
         blocked = self._blocked(still_added)
         if blocked:

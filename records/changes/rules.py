@@ -159,12 +159,18 @@ def taken_error(change_set, holder: Row):
         connection = Connection.objects.for_tenant(tenant).get(pk=holder.connection_id)
         return messages.id_of_another_record(
             holder.remote_id, record_type, record, connection.name,
+            known_as=storage.known_as(tenant, holder.record_id, besides=holder.connection_id),
             field="remote_id", label="Remote id",
         )  # fmt: skip
     if holder.connection_id == integration.target_id:
         linked_from = storage.other_id(tenant, holder.record_id, integration.source_id)
+        others = (
+            ""
+            if linked_from
+            else storage.known_as(tenant, holder.record_id, besides=holder.connection_id)
+        )
         return messages.target_taken(
-            integration, holder.remote_id, record_type, record, linked_from
+            integration, holder.remote_id, record_type, record, linked_from, others
         )
     linked_to = storage.other_id(tenant, holder.record_id, integration.target_id)
     return messages.source_taken(integration, holder.remote_id, record_type, record, linked_to)

@@ -62,6 +62,22 @@ def other_id(tenant, record_id: int, connection_id: int) -> str | None:
     )
 
 
+def known_as(tenant, record_id: int, *, besides: int | None = None) -> str:
+    """A record by the ids people know, for a sentence: "Shopify 5001 (#1001), Fortnox
+    INV-3" (every connection's id but `besides`, the one the sentence is about); "" when it
+    has none."""
+    rows = (
+        RemoteId.objects.for_tenant(tenant)
+        .filter(record_id=record_id)
+        .exclude(connection_id=besides)
+        .order_by("connection__name", "remote_id")
+        .values_list("connection__name", "remote_id", "remote_ref")
+    )
+    return ", ".join(
+        f"{name} {remote_id}" + (f" ({ref})" if ref else "") for name, remote_id, ref in rows
+    )
+
+
 def create_records(tenant, record_type: str, count: int, actor: Actor, now) -> list[int]:
     """`count` new empty records of the type; their ids in creation order."""
     if not count:

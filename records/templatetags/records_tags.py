@@ -14,24 +14,34 @@ def custom_value(item) -> str:
 
 
 def connection_names(context) -> dict[str, str]:
-    """Connection names by hex id (integrations.names keeps them), once per request."""
+    """Connection names by hex id and people's names by `user/<login>` (integrations.names
+    keeps both), once per request."""
     request = context.get("request")
     tenant = getattr(request, "tenant", None)
     if tenant is None:
         return {}
-    names = getattr(request, "_connection_names", None)
+    names = getattr(request, "_actor_names", None)
     if names is None:
-        names = request._connection_names = integrations_names.connection_names(tenant)
+        people = integrations_names.people_names(tenant)
+        names = request._actor_names = {
+            **integrations_names.connection_names(tenant),
+            **{f"user/{login}": name for login, name in people.items()},
+        }
     return names
 
 
 @register.simple_tag(takes_context=True)
 def actor_name(context, actor: str) -> str:
     """Who made a change, as people know them: "Warehouse API" for `connection/<hex id>`,
-    "anna" for `user/anna`, "sync (system)" for `system/sync`. The `{type}/{id}` form stays
-    on hover (the template puts it in `title`)."""
-    names = connection_names(context) if (actor or "").startswith("connection/") else {}
+    "Anna Admin" for `user/anna` (or "anna" when she has no name), "sync (system)" for
+    `system/sync`. The one way a template names a person or connection; the `{type}/{id}`
+    form stays on hover (the template puts it in `title`)."""
+    names = connection_names(context) if (actor or "").partition("/")[0] in NAMED else {}
     return history.actor_label(actor, names)
+
+
+# Actors whose names are looked up (the system's are written as they are).
+NAMED = ("connection", "user")
 
 
 @register.simple_tag(takes_context=True)

@@ -84,6 +84,11 @@ class Finding:
         `found` is this finding's count."""
         return (int(found), "") if self.already_in_target else (0, "")
 
+    def fixable_count(self, fix: Fix, count: Count) -> Count | None:
+        """How many of its `count` rows `fix` would change, for the "all N" button (None: not
+        counted, the button says "every one it can")."""
+        return count
+
     def evidence(self, rows: list) -> list:
         """Each row of a page with what explains it."""
         raise NotImplementedError

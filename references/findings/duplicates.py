@@ -71,8 +71,8 @@ def _merge(number: int, pair: Pair, record_type: str, field: str, keep: str) -> 
         target_ref=kept.remote_ref,
         remote_id=pair.duplicate.remote_id,
         duplicate_id=pair.duplicate.record_id,
-        note=f"same {field} {pair.key}; merged duplicate "
-        f"{record_type} {pair.duplicate.record.local_id}",
+        note=f"same {field} {pair.key}; merged duplicate {record_type} "
+        + changes.named(pair.duplicate.remote_id, pair.duplicate.remote_ref),
     )
 
 

@@ -107,7 +107,8 @@ def unlink_reused_change_set(integration, record_type: str, found, actor: Actor)
             record_id=fingerprint.holder_id,
             connection_id=fingerprint.connection_id,
             remote_id=None,
-            note=f"id reused after a remote wipe (first seen on {fingerprint.local_id})",
+            note="id reused after a remote wipe (first seen on another record"
+            + (f", as {fingerprint.remote_ref})" if fingerprint.remote_ref else ")"),
         )
         for number, fingerprint in enumerate(found, start=1)
     ]

@@ -159,7 +159,7 @@ class TestEdit:
             )
 
         assert error.value.changed_by == "user/erik"
-        assert error.value.message.startswith("Changed by user/erik at ")
+        assert error.value.message.startswith("Changed by erik at ")
         assert error.value.current["target_id"] == "INV-2"
         assert ids_of(world, record) == ("5001", "INV-2")
 

@@ -485,7 +485,7 @@ class TestEdit:
         )
 
         assert response.status_code == 409
-        assert 'changed by <span class="id">user/anna</span>' in response.text
+        assert 'changed by <span title="user/anna">anna</span>' in response.text
         assert "INV-2" in response.text  # the current value
         assert 'value="INV-3"' in response.text  # what the user typed is kept
         assert target_of(world, record) == "INV-2"
@@ -716,7 +716,7 @@ class TestHistory:
 
         text = text_of(support_client.get(record_url(world, record, "history"), **HX).text)
         assert "Deleted all 2 order references of Shopify → Fortnox" in text
-        assert "Restored 2 references deleted by anna" in text and "ago (delete all)" in text
+        assert "Restored 2 references deleted by anna" in text and "just now (delete all)" in text
         assert "Revert to this" not in text  # a batch is undone with Restore, not from here
 
         other = support_client.get(record_url(world, untouched, "history"), **HX).text

@@ -38,7 +38,12 @@ ALL_TYPES = list(EntityType.values)
 # Per entity type of the main integration: how many records, and how many are unlinked.
 VOLUME = {"article": 600, "customer": 500, "order": 1500, "stock": 400}
 UNLINKED_SHARE = 0.05
-DEMO_USERS = [("admin", "admin"), ("support", "support"), ("reseller", "reseller")]
+# Login, password and the name pages show for them ("Anna Admin", not "admin").
+DEMO_USERS = [
+    ("admin", "admin", "Anna", "Admin"),
+    ("support", "support", "Sam", "Support"),
+    ("reseller", "reseller", "Rita", "Reseller"),
+]
 SEED_ACTOR = Actor.system("seed_demo")
 SYNC_ACTOR = Actor.system("sync")
 PEOPLE = ["user/anna", "user/erik", "system/sync", "connection/{api}"]
@@ -122,9 +127,14 @@ class Command(BaseCommand):
     def build_users(self, world):
         User = get_user_model()
         users = {}
-        for username, password in DEMO_USERS:
+        for username, password, first_name, last_name in DEMO_USERS:
             user, created = User.objects.get_or_create(
-                username=username, defaults={"email": f"{username}@example.com"}
+                username=username,
+                defaults={
+                    "email": f"{username}@example.com",
+                    "first_name": first_name,
+                    "last_name": last_name,
+                },
             )
             if created:
                 user.set_password(password)
