@@ -194,16 +194,16 @@ class ReconcileLine(UploadLine):
 
     class Kind(models.TextChoices):
         # Lines of the file.
-        OK = "ok", "Agrees"
-        REUSED = "reused", "Reused id"
+        OK = "ok", "Agree"
+        REUSED = "reused", "Reused ids"
         REF_DIFFERS = "ref_differs", "Ref changed"
-        MATCHED = "matched", "New there, matches an unlinked record"
-        UNKNOWN = "unknown", "New there, no match"
+        MATCHED = "matched", "New, matching a record"
+        UNKNOWN = "unknown", "New, no match"
         TWICE = "twice", "Twice in the file"
         # Ids refdesk holds on the file's side that the file lacks.
         STALE = "stale", "Gone remotely"
-        GONE_SHARED = "gone_shared", "Gone, linked in another integration"
-        NOT_LINKED = "not_linked", "Gone, not linked in this integration"
+        GONE_SHARED = "gone_shared", "Linked in another integration"
+        NOT_LINKED = "not_linked", "Not linked in this integration"
 
     upload = models.ForeignKey(
         ReconcileUpload,

@@ -195,9 +195,10 @@ def start(integration, record_type: str, side: str, uploaded, user) -> Reconcile
         as_json = json.dumps if db_connection.vendor == "postgresql" else list
         upload.line_count = copy_rows(
             ReconcileLine,
-            ["tenant_id", "upload_id", "kind", "line", "remote_id", "cells"],
+            ["tenant_id", "upload_id", "kind", "line", "remote_id", "cells"]
+            + ["file_ref", "known_ref", "file_key"],  # COPY sets no defaults: compare() does
             (
-                (tenant_id, upload_id, Kind.UNKNOWN, line, remote_id, as_json(cells))
+                (tenant_id, upload_id, Kind.UNKNOWN, line, remote_id, as_json(cells), "", "", "")
                 for line, remote_id, cells in _cell_lines(reader, id_column, offset, seen)
             ),
         )
