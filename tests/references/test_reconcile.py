@@ -122,10 +122,13 @@ class TestTheReport:
         assert "It shows 49 of the 50 Fortnox ids linked in" in text
         assert "(98%): it looks complete." in text
         assert (
-            "The file's 52 lines = 46 agree + 1 reused + 1 ref changed + "
-            "1 new, matching an unlinked record + 1 new, no match + 2 twice." in text
+            "In the file: 52 lines = 46 agree + 1 reused + 1 ref changed + "
+            "1 new, matching an unlinked record + 1 new, no match + 2 twice" in text
         )
-        assert "1 Fortnox id refdesk holds is not in it = 1 gone + 0 linked in" in text
+        assert (
+            "Not in the file: 1 Fortnox id refdesk holds = 1 gone + "
+            "0 linked in another integration + 0 not linked in this integration" in text
+        )
         columns = "Id as the id; Reference as the ref; OrderNumber as the key (compared with"
         assert columns + " orderNumber)" in text
 
