@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
 from integrations.models import Integration
-from records.models import Batch, RemoteId
+from records.models import Batch, Job, RemoteId
 from references.models import ReconcileLine, ReconcileUpload
 from tests.factories import ConnectionFactory, IntegrationFactory
 from tests.references.test_health import (
@@ -32,6 +32,7 @@ from tests.references.test_health import (
     url,
     written,
 )
+from tests.workers import run_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -411,3 +412,31 @@ class TestTheDemo:
         after = links(main)
         assert len(main_before - after) == 5  # 3 gone, 2 reused moved off
         assert len(after - main_before) == 5  # 2 reused moved on, 3 matched
+
+
+class TestABigPlan:
+    @pytest.mark.django_db(transaction=True)
+    def test_a_plan_run_as_a_job_applies_exactly_what_was_ticked(
+        self, admin_client, world, reconcile_world, settings
+    ):
+        upload_export(
+            admin_client,
+            world,
+            full_export(leave_out=(1, 2, 3, 4, 6), extra=export_line(6, key="1100")),
+        )
+        settings.REFDESK_JOB_THRESHOLD = 3  # the plan's 4 changes make a job
+
+        # The gone ids ticked, the reused one not: the job must not move INV-6.
+        response = plan(admin_client, world, confirm=True, gone=True, text="orders")
+
+        assert response.status_code == 200
+        job = Job.objects.get(kind="reconcile_apply")
+        assert target_of(world, reconcile_world[1]) == "INV-1"  # nothing yet
+        run_worker()
+        job.refresh_from_db()
+        assert job.state == "done"
+        assert [target_of(world, reconcile_world[n]) for n in (1, 2, 3, 4, 5, 6)] == [
+            None, None, None, None, "INV-5", "INV-6"
+        ]  # fmt: skip
+        assert target_of(world, reconcile_world[100]) is None
+        assert ReconcileUpload.objects.get().batch == job.batch
