@@ -51,7 +51,12 @@ def compare_export_job(job: Job, progress):
 def apply_reconcile_job(job: Job, progress):
     upload = _reconcile_upload(job)
     applied = changes.apply(
-        reconcile.fix_change_set(upload, Actor.parse(job.actor)), progress=progress
+        reconcile.fix_change_set(
+            upload,
+            Actor.parse(job.actor),
+            reconcile.FixChoice.from_form(dict(job.params.get("choice", [])), upload),
+        ),
+        progress=progress,
     )
     if applied.batch is not None:
         ReconcileUpload.objects.for_tenant(job.tenant).filter(pk=upload.pk).update(

@@ -172,6 +172,18 @@ class ReconcileUpload(Upload):
 
     side = models.CharField(max_length=10, choices=Side.choices, default=Side.TARGET)
     compared_at = models.DateTimeField(null=True, blank=True)
+    # The file's header and which of its columns is the id, the ref and the match key
+    # (detected at upload; the person may choose others and compare again).
+    columns = models.JSONField(default=list, blank=True, help_text="The file's column names.")
+    id_column = models.PositiveSmallIntegerField(default=0)
+    ref_column = models.PositiveSmallIntegerField(null=True, blank=True)
+    key_column = models.PositiveSmallIntegerField(null=True, blank=True)
+    coverage = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the file covers: its ids, their numeric range, and how many of this "
+        "integration's links on its side it shows.",
+    )
 
     class Meta(Upload.Meta):
         indexes = [models.Index(fields=["tenant", "created_at"], name="reconcile_recent_idx")]
@@ -181,12 +193,17 @@ class ReconcileLine(UploadLine):
     """One finding of a reconcile report: a line of the file, or a link the file lacks."""
 
     class Kind(models.TextChoices):
-        STALE = "stale", "Linked, but gone remotely"
-        MATCHED = "matched", "Unknown here, matches an unlinked record"
-        UNKNOWN = "unknown", "Unknown here"
-        REF_DIFFERS = "ref_differs", "Ref differs"
+        # Lines of the file.
+        OK = "ok", "Agree"
+        REUSED = "reused", "Reused ids"
+        REF_DIFFERS = "ref_differs", "Ref changed"
+        MATCHED = "matched", "New, matching a record"
+        UNKNOWN = "unknown", "New, no match"
         TWICE = "twice", "Twice in the file"
-        OK = "ok", "Agrees"
+        # Ids refdesk holds on the file's side that the file lacks.
+        STALE = "stale", "Gone remotely"
+        GONE_SHARED = "gone_shared", "Linked in another integration"
+        NOT_LINKED = "not_linked", "Not linked in this integration"
 
     upload = models.ForeignKey(
         ReconcileUpload,
@@ -200,8 +217,16 @@ class ReconcileLine(UploadLine):
     remote_id = models.CharField(max_length=255)
     file_ref = models.CharField(max_length=255, blank=True)
     known_ref = models.CharField(max_length=255, blank=True)
-    # The record holding the id here (stale, ref differs), or the unlinked one it matches.
+    # The record holding the id here (stale, ref differs, reused), or the unlinked one it
+    # matches (matched).
     record_id = models.BigIntegerField(null=True, blank=True)
+    # Every cell of the line, so any column can be the ref or the key on a new comparison.
+    cells = models.JSONField(default=list, blank=True)
+    file_key = models.CharField(max_length=255, blank=True)
+    # A reused id: the unlinked record its key matches (None when none or several do).
+    match_record_id = models.BigIntegerField(null=True, blank=True)
+    # Gone, linked in another integration: that integration.
+    shared_integration_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -115,7 +115,7 @@ class PreviewApplyView(IntegrationMixin, TemplateView):
             self.get_context_data(
                 plan=plan,
                 counts=plan.counts,
-                described=[describe(plan, line) for line in plan.lines[:PREVIEW_LINES]],
+                described=self.describe_lines(plan, plan.lines[:PREVIEW_LINES]),
                 more=max(0, len(plan.lines) - PREVIEW_LINES),
                 runs_as_job=jobs.runs_as_job(change_set.size),
                 fix_url=self.request.path,
@@ -123,6 +123,10 @@ class PreviewApplyView(IntegrationMixin, TemplateView):
                 **self.preview_context(),
             )
         )
+
+    def describe_lines(self, plan, lines) -> list[dict]:
+        """The preview's first lines in words; a view may name their records."""
+        return [describe(plan, line) for line in lines]
 
     def start_job(self, size: int):
         return jobs.start_job(

@@ -322,9 +322,10 @@ def test_reconcile_report_and_preview(live_server, page: Page, acme):
         files=[{"name": "fortnox.csv", "mimeType": "text/csv", "buffer": b"Id\nINV-1\nINV-9\n"}]
     )
     page.get_by_role("button", name="Compare").click()
-    expect(page.get_by_role("link", name=re.compile("^Linked, but gone remotely"))).to_be_visible()
+    expect(page.get_by_role("link", name=re.compile("^Gone remotely"))).to_be_visible()
     assert_accessible(page, "reconcile report")
-    page.get_by_role("button", name=re.compile("^Fix: remove")).click()
+    page.get_by_role("checkbox", name=re.compile("^Unlink .* gone from")).check()
+    page.get_by_role("button", name="Preview the plan…").click()
     expect(page.get_by_role("button", name=re.compile("^Apply"))).to_be_visible()
     assert_accessible(page, "reconcile fix preview")
 

@@ -1,12 +1,12 @@
 """The Health pages in Chromium: from the tenant home to a finding, a fix with its preview and
-Undo, and a reconcile upload with its report, preview and apply."""
+Undo (reconcile: test_reconcile_browser.py)."""
 
 import re
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from records.models import Record, RemoteId
+from records.models import RemoteId
 from references.services import delete_reference
 from tests.browser.test_references import log_in
 from tests.factories import make_reference
@@ -71,35 +71,3 @@ def test_put_back_a_lost_link_after_its_preview_then_undo(live_server, page: Pag
     expect(page.locator(".toast").filter(has_text="Undone")).to_be_visible()
     expect(page.locator("table.health-findings tbody tr")).to_have_count(1)
     assert target_of(lost, "5002") is None
-
-
-def test_reconcile_an_export_with_its_preview_then_apply(live_server, page: Page, world):
-    make_reference(world.integration, source_id="5001", target_id="INV-1")
-    make_reference(world.integration, source_id="5002", target_id="INV-GONE")
-    unlinked = make_reference(world.integration, source_id="5003")
-    Record.objects.filter(pk=unlinked.pk).update(data={"orderNumber": 1003})
-    url = f"/t/acme/integrations/{world.integration.pk}/health/orders/reconcile/"
-    log_in(page, live_server, "anna", url)
-
-    export = b"Id,Reference\nINV-1,\nINV-9,1003\n"
-    page.get_by_label("CSV file").set_input_files(
-        files=[{"name": "fortnox.csv", "mimeType": "text/csv", "buffer": export}]
-    )
-    page.get_by_role("button", name="Compare").click()
-
-    stale = page.get_by_role("link", name=re.compile("^Linked, but gone remotely"))
-    expect(stale).to_contain_text("1")
-    expect(page.get_by_role("cell", name="INV-GONE")).to_be_visible()
-    page.get_by_role("link", name=re.compile("^Unknown here, matches")).click()
-    expect(page.get_by_role("cell", name="INV-9")).to_be_visible()
-
-    page.get_by_role("button", name=re.compile("^Fix: remove 1 stale, link 1 matched")).click()
-    expect(page.get_by_text("Remove id INV-GONE")).to_be_visible()
-    expect(page.get_by_text("Set id INV-9 (1003)")).to_be_visible()
-    assert target_of(world, "5002") == "INV-GONE"
-
-    page.get_by_role("button", name="Apply 2 changes").click()
-    expect(page.locator(".toast").filter(has_text="Reconciled 2 order ids")).to_be_visible()
-    expect(page.get_by_text(re.compile("^Applied: Reconciled 2"))).to_be_visible()
-    assert target_of(world, "5002") is None
-    assert target_of(world, "5003") == "INV-9"

@@ -1,5 +1,5 @@
 """Health over HTTP: lost links, probable duplicates, two target records, reused ids, the
-forecast, the CSV export, reconciliation with a remote export, roles and tenancy.
+forecast, the CSV export, roles and tenancy (reconciliation: test_reconcile.py).
 
 The world is built through the app's own services and change engine (a user's adds and
 deletes, a connection's creates, a sync's SET_ID writes), so batches, batch changes and
@@ -308,7 +308,8 @@ class TestLostLinks:
         link(world, "5001", "INV-1")
         upload_export(admin_client, world, "Id,Reference\nX-1,nothing\n")
         token = ReconcileUpload.objects.get().token
-        admin_client.post(url(world, "reconcile-fix"), {"upload": token, "confirm": "1"})
+        ticked = {"choose": "1", "gone": "1", "confirm_text": "orders"}  # a partial file
+        admin_client.post(url(world, "reconcile-fix"), {"upload": token, "confirm": "1", **ticked})
         assert not RemoteId.objects.filter(remote_id="INV-1").exists()
         a = shop_order(world, "5002", "1002")
         set_id(world, a, world.erp, "INV-7", "#1002")
@@ -724,146 +725,12 @@ class TestExport:
 EXPORT = "Id,Reference\nINV-3,1003\nINV-3,1003\nINV-4,9999\nINV-5,1005\nNEW-1,1002\nNEW-2,7777\n"
 
 
-@pytest.fixture
-def reconcile_world(world):
-    """Fortnox lost INV-1; NEW-1 is the unlinked 5002; INV-3 twice; INV-4's ref differs."""
-    records = {}
-    for number in (1, 3, 4, 5):
-        records[number] = shop_order(world, f"500{number}", f"100{number}")
-        link(world, f"500{number}", f"INV-{number}", target_ref=f"100{number}")
-    records[2] = shop_order(world, "5002", "1002")  # unlinked
-    return records
-
-
 def upload_export(client, world, content, name="fortnox.csv", side="target"):
     data = content.encode() if isinstance(content, str) else content
     return client.post(
         url(world, "reconcile"),
         {"side": side, "file": SimpleUploadedFile(name, data, content_type="text/csv")},
     )
-
-
-class TestReconcile:
-    def test_an_export_is_compared_and_the_report_lists_each_class(
-        self, admin_client, world, reconcile_world
-    ):
-        response = upload_export(admin_client, world, EXPORT)
-
-        assert response.status_code == 302
-        upload = ReconcileUpload.objects.get()
-        assert response["Location"] == url(world, "reconcile") + f"?upload={upload.token}"
-        assert upload.counts == {
-            "stale": 1,
-            "matched": 1,
-            "unknown": 1,
-            "ref_differs": 1,
-            "twice": 2,
-            "ok": 1,
-        }
-        # The file is not kept once compared: it never is, its lines are the report.
-        assert "text" not in {field.name for field in ReconcileUpload._meta.get_fields()}
-
-        def shown(kind):
-            page = admin_client.get(response["Location"] + f"&class={kind}")
-            assert page.status_code == 200
-            return page, [(line.remote_id, line.file_ref) for line in page.context["lines"]]
-
-        page, lines = shown("stale")
-        assert lines == [("INV-1", "")]
-        assert "not in file" in page_text(page)
-        assert "6 lines compared" in page_text(page)
-        page, lines = shown("matched")
-        assert lines == [("NEW-1", "1002")]
-        assert reconcile_world[2].local_id[:12] in page_text(page)
-        assert shown("twice")[1] == [("INV-3", "1003"), ("INV-3", "1003")]
-        page, lines = shown("ref_differs")
-        assert lines == [("INV-4", "9999")]
-        assert "9999" in page_text(page) and "1004" in page_text(page)
-        assert shown("unknown")[1] == [("NEW-2", "7777")]
-
-    def test_the_fix_is_previewed_then_removes_stale_ids_and_links_matched_ones(
-        self, admin_client, world, reconcile_world
-    ):
-        location = upload_export(admin_client, world, EXPORT)["Location"]
-        upload = ReconcileUpload.objects.get()
-        report = admin_client.get(location)
-        assert "Fix: remove 1 stale, link 1 matched" in page_text(report)
-
-        preview = admin_client.post(url(world, "reconcile-fix"), {"upload": upload.token})
-
-        assert preview.status_code == 200
-        text = page_text(preview)
-        assert "Remove id INV-1" in text
-        assert "Set id NEW-1 (1002)" in text
-        assert "Apply 2 changes" in text
-        counts = preview.context["counts"]
-        assert (counts["removed"], counts["new"], counts["rejected"]) == (1, 1, 0)
-        assert target_of(world, reconcile_world[1]) == "INV-1"
-        assert target_of(world, reconcile_world[2]) is None
-        assert not Batch.objects.filter(kind=Batch.Kind.RECONCILE).exists()
-
-        applied = admin_client.post(
-            url(world, "reconcile-fix"), {"upload": upload.token, "confirm": "1"}
-        )
-
-        assert applied.status_code == 302
-        assert applied["Location"] == location
-        assert target_of(world, reconcile_world[1]) is None
-        assert not RemoteId.objects.filter(remote_id="INV-1").exists()
-        assert target_row(world, "NEW-1").record_id == reconcile_world[2].pk
-        assert target_row(world, "NEW-1").remote_ref == "1002"
-        batch = Batch.objects.get(kind=Batch.Kind.RECONCILE)
-        assert batch.row_count == written(counts) == 2
-        assert batch_changes(batch, "removed") == counts["removed"]
-        assert batch_changes(batch, "added") == counts["new"]
-        upload.refresh_from_db()
-        assert upload.batch == batch
-        assert "Applied: Reconciled 2 order ids with fortnox.csv" in page_text(
-            admin_client.get(location)
-        )
-
-        again = admin_client.post(
-            url(world, "reconcile-fix"), {"upload": upload.token, "confirm": "1"}, follow=True
-        )
-        assert "This report was applied already" in page_text(again)
-        assert Batch.objects.filter(kind=Batch.Kind.RECONCILE).count() == 1
-
-    def test_the_undo_button_of_the_reconcile_fix_puts_everything_back(
-        self, admin_client, world, reconcile_world
-    ):
-        location = upload_export(admin_client, world, EXPORT)["Location"]
-        token = ReconcileUpload.objects.get().token
-        done = admin_client.post(
-            url(world, "reconcile-fix"), {"upload": token, "confirm": "1"}, follow=True
-        )
-        assert "Reconciled 2 order ids with fortnox.csv" in page_text(done)
-
-        undone = click_undo(admin_client, done)
-
-        assert "Undone: Reconciled 2 order ids" in page_text(undone)
-        assert target_of(world, reconcile_world[1]) == "INV-1"
-        assert target_of(world, reconcile_world[2]) is None
-        assert landed_on(undone) == location  # back on the report
-
-    @pytest.mark.parametrize(
-        ("content", "message"),
-        [
-            (b"\xff\xfe\x00\x01binary\x80\x81" * 50, "The file is not UTF-8 text"),
-            ("Name,Thing\nAcme,1\n", "must be a header with an id column"),
-            (b"", "The file is empty."),
-            ("Id,Reference\n", "The file has a header but no ids."),
-        ],
-        ids=["binary", "no id column", "empty", "header only"],
-    )
-    def test_a_bad_file_is_one_clear_error_and_nothing_is_kept(
-        self, admin_client, world, reconcile_world, content, message
-    ):
-        response = upload_export(admin_client, world, content)
-
-        assert response.status_code == 422
-        assert message in page_text(response)
-        assert 'role="alert"' in response.content.decode()
-        assert not ReconcileUpload.objects.exists()
 
 
 # --- roles and tenancy --------------------------------------------------------------------------
