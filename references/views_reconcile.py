@@ -100,7 +100,10 @@ class ReconcileView(HealthMixin, TemplateView):
         if token:
             kwargs.update(report_context(self, token))
         else:
-            kwargs.setdefault("side", ReconcileUpload.Side.TARGET)
+            # The incident sentence's button names the side that was reset (?side=source).
+            asked = self.request.GET.get("side")
+            side = asked if asked in ReconcileUpload.Side.values else ReconcileUpload.Side.TARGET
+            kwargs.setdefault("side", side)
             kwargs["recent"] = list(self.uploads().select_related("uploaded_by")[:10])
         return super().get_context_data(
             sample_url=self.url("reconcile-sample"),
