@@ -24,6 +24,9 @@ class Fix:
     label: str  # its button
     # A change set, previewed and applied as one restorable batch; else done at once (`act`).
     previewed: bool = True
+    # It removes links: never the page's main button (a repair's most destructive choice is
+    # never the default), even though its preview asks first.
+    removes: bool = False
 
 
 class Scope:

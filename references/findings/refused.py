@@ -113,7 +113,7 @@ def unlink_holders_change_set(integration, record_type: str, rows, actor: Actor)
 class RefusedWrites(Finding):
     name = "refused"
     label = "Refused writes"
-    fixes = (Fix("unlink", "Unlink from the holder"),)
+    fixes = (Fix("unlink", "Unlink from the holder", removes=True),)
     template = "references/findings/refused.html"
 
     def rows(self):

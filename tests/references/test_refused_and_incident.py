@@ -2,6 +2,8 @@
 holder's and the writer's), the Health finding and its fix, the forecast, and the one sentence
 on the Health overview and the tenant home when a connection was probably reset."""
 
+import re
+
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
@@ -163,3 +165,14 @@ def test_the_tenant_home_says_it_after_the_demo_seed_and_not_for_a_healthy_tenan
     # The demo's refusals came through the API's own write, refused with a 409 each.
     assert RefusedWrite.objects.filter(tenant__slug="acme").count() == 20
     assert Record.objects.filter(tenant__slug="bergstrom").exists()
+
+
+def test_unlinking_the_holders_is_offered_but_never_the_main_button(admin_client, world, erp_api):
+    order(world, "5001", "90001")
+    refused_put(erp_api, order(world, "5002"), "90001")
+
+    html = admin_client.get(health_url(world) + "?finding=refused").content.decode()
+
+    unlink_all = re.search(r'<button[^>]*value="unlink"[^>]*>Unlink from the holder: all', html)
+    assert unlink_all, "the fix is offered for every row"
+    assert "btn-primary" not in unlink_all.group(0)
