@@ -127,7 +127,10 @@ def unlink_reused_change_set(integration, record_type: str, found, actor: Actor)
 class ReusedIds(Finding):
     name = "reused"
     label = "Reused ids"
-    fixes = (Fix("unlink", "Unlink", removes=True), Fix("acknowledge", "Acknowledge", previewed=False))
+    fixes = (
+        Fix("unlink", "Unlink", removes=True),
+        Fix("acknowledge", "Acknowledge", previewed=False),
+    )
     template = "references/findings/reused.html"
 
     def rows(self):
