@@ -28,16 +28,24 @@ def apply_import_job(job: Job, progress):
 
 
 def _import_upload(job: Job) -> ImportUpload:
+    return _upload(
+        ImportUpload,
+        job,
+        gone="The uploaded file is gone (uploads are kept for a day). Upload it again.",
+    )
+
+
+def _upload(model, job: Job, *, gone: str):
+    """The job's upload (an import or a reconcile export), its integration's sides fetched;
+    DomainError(`gone`) when it was purged meanwhile."""
     upload = (
-        ImportUpload.objects.for_tenant(job.tenant)
+        model.objects.for_tenant(job.tenant)
         .select_related("integration__source", "integration__target", "tenant")
         .filter(pk=job.params["upload_id"])
         .first()
     )
     if upload is None:
-        raise DomainError(
-            "The uploaded file is gone (uploads are kept for a day). Upload it again."
-        )
+        raise DomainError(gone)
     return upload
 
 
@@ -66,15 +74,11 @@ def apply_reconcile_job(job: Job, progress):
 
 
 def _reconcile_upload(job: Job) -> ReconcileUpload:
-    upload = (
-        ReconcileUpload.objects.for_tenant(job.tenant)
-        .select_related("integration__source", "integration__target", "tenant")
-        .filter(pk=job.params["upload_id"])
-        .first()
+    return _upload(
+        ReconcileUpload,
+        job,
+        gone="The export is gone (reports are kept for a day). Upload it again.",
     )
-    if upload is None:
-        raise DomainError("The export is gone (reports are kept for a day). Upload it again.")
-    return upload
 
 
 @job_kind("health_fix")

@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from django.db.models import Exists, OuterRef
 
 from common.display_counts import Count, capped_count
-from records import changes
 from records.audit import Actor
 from records.counts import Counts
-from records.models import AuditEntry, Batch, Record, RefusedWrite, RemoteId
+from records.models import Record, RefusedWrite, RemoteId
 
-from ..services import reference_change_set
 from .base import Finding, Fix
-from .reused import record_labels
+from .reused import record_labels, unlink_ids_change_set
 from .wording import plural
 
 
@@ -85,28 +83,17 @@ def unlink_holders_change_set(integration, record_type: str, rows, actor: Actor)
     wanted = {}
     for row in rows:
         wanted.setdefault((row.holder_id, row.connection_id), row)
-    change_list = [
-        changes.Change(
-            changes.Action.SET_ID,
-            line=number,
-            record_id=holder_id,
-            connection_id=connection_id,
-            remote_id=None,
-            note=f"{row.connection.name} now uses {row.remote_id} for another record "
+    unlinks = [
+        (
+            holder_id,
+            connection_id,
+            f"{row.connection.name} now uses {row.remote_id} for another record "
             f"(refused at {row.refused_at:%Y-%m-%d %H:%M})",
         )
-        for number, ((holder_id, connection_id), row) in enumerate(wanted.items(), start=1)
+        for (holder_id, connection_id), row in wanted.items()
     ]
-    return reference_change_set(
-        integration,
-        record_type,
-        actor,
-        Batch.Kind.UNLINK_REUSED,
-        change_list,
-        audit_action=AuditEntry.Action.DELETE,
-        description="Unlinked {written} "
-        + (f"{record_type} id" if len(change_list) == 1 else f"{record_type} ids")
-        + " refused to a connector",
+    return unlink_ids_change_set(
+        integration, record_type, actor, unlinks, after=" refused to a connector"
     )
 
 

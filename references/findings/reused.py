@@ -100,18 +100,36 @@ def record_labels(integration, record_ids) -> dict[int, str]:
 
 def unlink_reused_change_set(integration, record_type: str, found, actor: Actor):
     """Remove each reused id from the record it is on now: the next sync makes it anew."""
+    unlinks = [
+        (
+            fingerprint.holder_id,
+            fingerprint.connection_id,
+            "id reused after a remote wipe (first seen on another record"
+            + (f", as {fingerprint.remote_ref})" if fingerprint.remote_ref else ")"),
+        )
+        for fingerprint in found
+    ]
+    return unlink_ids_change_set(integration, record_type, actor, unlinks, before="reused ")
+
+
+def unlink_ids_change_set(
+    integration, record_type: str, actor: Actor, unlinks, *, before: str = "", after: str = ""
+):
+    """Remove ids the remote system now uses for other documents from the records that hold
+    them (the reused-ids and refused-writes fixes): `unlinks` is (record id, connection id,
+    note) per id; one UNLINK_REUSED batch, "Unlinked 3 {before}order ids{after}"."""
     change_list = [
         changes.Change(
             changes.Action.SET_ID,
             line=number,
-            record_id=fingerprint.holder_id,
-            connection_id=fingerprint.connection_id,
+            record_id=record_id,
+            connection_id=connection_id,
             remote_id=None,
-            note="id reused after a remote wipe (first seen on another record"
-            + (f", as {fingerprint.remote_ref})" if fingerprint.remote_ref else ")"),
+            note=note,
         )
-        for number, fingerprint in enumerate(found, start=1)
+        for number, (record_id, connection_id, note) in enumerate(unlinks, start=1)
     ]
+    ids = f"{record_type} id" if len(change_list) == 1 else f"{record_type} ids"
     return reference_change_set(
         integration,
         record_type,
@@ -119,8 +137,7 @@ def unlink_reused_change_set(integration, record_type: str, found, actor: Actor)
         Batch.Kind.UNLINK_REUSED,
         change_list,
         audit_action=AuditEntry.Action.DELETE,
-        description="Unlinked {written} reused "
-        + (f"{record_type} id" if len(change_list) == 1 else f"{record_type} ids"),
+        description=f"Unlinked {{written}} {before}{ids}{after}",
     )
 
 
