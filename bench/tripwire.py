@@ -67,7 +67,7 @@ def run_job(kind: str, world, record_type: str, description: str, **params) -> o
             record_type=record_type,
             params=params,
         )
-    jobs.execute(job.pk)
+    jobs.execute(job.pk, job.tenant_id)
     job = Job.objects.get(pk=job.pk)
     if job.state != Job.State.DONE:
         raise StepFailed(f"job {kind} ended {job.state}: {job.error}")

@@ -112,6 +112,10 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "config.wsgi.application"
 
+# `citus://user@coordinator:port/name`: PostgreSQL on a Citus cluster (config/citus; README,
+# "From one PostgreSQL to Citus").
+dj_database_url.register("citus", "config.citus")(lambda _config: None)
+
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
@@ -166,9 +170,21 @@ def postgres_session_options(process: str) -> dict:
 DATABASE_POOLER = os.environ.get("DATABASE_POOLER", "").strip().lower()
 if DATABASE_POOLER not in ("", "pgbouncer"):
     raise ImproperlyConfigured("DATABASE_POOLER is 'pgbouncer' or unset.")
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+DATABASE_IS_CITUS = DATABASES["default"]["ENGINE"] == "config.citus"
+if DATABASES["default"]["ENGINE"] in ("django.db.backends.postgresql", "config.citus"):
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].update(postgres_session_options(REFDESK_PROCESS))
+    if DATABASE_IS_CITUS:
+        # A transaction that read several shards may then write a reference table (Citus
+        # needs its shard writes in one connection per node for that). The guard: a query
+        # that would visit every shard fails instead of running (the suite runs with it, so a
+        # query missing its tenant fails its test; common/citus/tables.FAN_OUT_ALLOWED).
+        # SET LOCAL (the lock wait limit, a count's timeout) reaches the workers too.
+        DATABASES["default"]["OPTIONS"]["options"] += (
+            " -c citus.multi_shard_modify_mode=sequential"
+            " -c citus.propagate_set_commands=local"
+            f" -c citus.multi_task_query_log_level={os.environ.get('CITUS_FAN_OUT', 'off')}"
+        )
     if DATABASE_POOLER == "pgbouncer":
         del DATABASES["default"]["OPTIONS"]["options"]  # libpq's keepalives stay: client-side
         DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True

@@ -233,7 +233,8 @@ def _ensure_row(integration, record_type: str) -> None:
 def _lock(integration, record_type: str) -> None:
     if db_connection.vendor == "postgresql":
         list(
-            ReferenceCount.objects.filter(integration=integration, record_type=record_type)
+            ReferenceCount.objects.for_tenant(integration.tenant_id)
+            .filter(integration=integration, record_type=record_type)
             .select_for_update()
             .values_list("pk", flat=True)
         )
@@ -327,6 +328,13 @@ def _increment(integration, record_type: str, delta: dict[str, int]) -> None:
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET linked = linked + %s, unlinked = unlinked + %s, "  # noqa: S608
-            "lost = lost + %s WHERE integration_id = %s AND record_type = %s",
-            [delta[LINKED], delta[UNLINKED], delta[LOST], integration.pk, record_type],
+            "lost = lost + %s WHERE tenant_id = %s AND integration_id = %s AND record_type = %s",
+            [
+                delta[LINKED],
+                delta[UNLINKED],
+                delta[LOST],
+                integration.tenant_id,
+                integration.pk,
+                record_type,
+            ],
         )

@@ -93,19 +93,26 @@ def start_job(
     )
     # robust: a queue that is down (Redis) must not turn the committed request into an
     # error; the job stays queued and unclaimed, and the sweeper (`sweep`) queues it again.
-    transaction.on_commit(lambda: _enqueue(job.pk), robust=True)
+    transaction.on_commit(lambda: _enqueue(job.pk, job.tenant_id), robust=True)
     return job
 
 
-def _enqueue(job_id: int) -> None:
-    result = run_job.enqueue(job_id)
-    Job.objects.filter(pk=job_id).update(task_id=str(result.id))
+def _enqueue(job_id: int, tenant_id: int) -> None:
+    result = run_job.enqueue(job_id, tenant_id)
+    _job_row(job_id, tenant_id).update(task_id=str(result.id))
+
+
+def _job_row(job_id: int, tenant_id: int | None):
+    """The job's row by (tenant, id), as every tenant-owned row is addressed (one shard on
+    Citus). A task queued before tasks carried the tenant has none: found by id alone."""
+    rows = Job.objects.filter(pk=job_id)
+    return rows if tenant_id is None else rows.filter(tenant_id=tenant_id)
 
 
 @task()
-def run_job(job_id: int) -> str:
+def run_job(job_id: int, tenant_id: int | None = None) -> str:
     """The task a worker runs: apply the job's change set; its state says how it went."""
-    return execute(job_id)
+    return execute(job_id, tenant_id)
 
 
 # --- claiming: a job runs once ----------------------------------------------------------------
@@ -122,26 +129,28 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def claim(job_id: int) -> str | None:
+def claim(job_id: int, tenant_id: int | None = None) -> str | None:
     """Take a queued job for this worker, atomically: one UPDATE that only a queued job
     nobody has claimed passes. Returns the worker's name, or None when another delivery of
     the task (or a sweep) got there first. The job stays "queued" (it may wait for its tab's
     lock, and is shown so) until it starts writing."""
     worker = worker_name()
-    claimed = Job.objects.filter(pk=job_id, state=Job.State.QUEUED, worker="").update(
-        worker=worker, heartbeat_at=timezone.now()
+    claimed = (
+        _job_row(job_id, tenant_id)
+        .filter(state=Job.State.QUEUED, worker="")
+        .update(worker=worker, heartbeat_at=timezone.now())
     )
     return worker if claimed else None
 
 
-def execute(job_id: int) -> str:
-    worker = claim(job_id)
+def execute(job_id: int, tenant_id: int | None = None) -> str:
+    worker = claim(job_id, tenant_id)
     if worker is None:
         return "skipped"  # already run or running (a task delivered twice runs once)
-    job = Job.objects.select_related("tenant", "integration").get(pk=job_id)
+    job = _job_row(job_id, tenant_id).select_related("tenant", "integration").get()
     progress = ProgressWriter(job, worker)
     try:
-        with Heartbeat(job.pk, worker):
+        with Heartbeat(job, worker):
             _apply(job, worker, progress)
     except JobTakenAway:
         logger.warning("Job %s was declared failed while it ran; nothing was written", job.pk)
@@ -165,14 +174,18 @@ def _apply(job: Job, worker: str, progress: ProgressWriter) -> None:
         batch, counts = JOB_KINDS[job.kind](job, progress)
         # In the same transaction as the writes: done exactly when they are committed, and
         # only if the job is still this worker's (else everything rolls back).
-        finished = Job.objects.filter(pk=job.pk, worker=worker, state__in=ACTIVE).update(
-            state=Job.State.DONE,
-            batch=batch,
-            result=counts,
-            phase="Done",
-            done=max(progress.total, progress.done),
-            total=max(progress.total, progress.done),
-            finished_at=timezone.now(),
+        finished = (
+            _job_row(job.pk, job.tenant_id)
+            .filter(worker=worker, state__in=ACTIVE)
+            .update(
+                state=Job.State.DONE,
+                batch=batch,
+                result=counts,
+                phase="Done",
+                done=max(progress.total, progress.done),
+                total=max(progress.total, progress.done),
+                finished_at=timezone.now(),
+            )
         )
         if not finished:
             raise JobTakenAway
@@ -213,7 +226,7 @@ def _fail(job: Job, worker: str, message: str, restartable: bool, attempts: int 
     leave the job "running"."""
     for attempt in range(attempts):
         try:
-            Job.objects.filter(pk=job.pk, worker=worker, state__in=ACTIVE).update(
+            _job_row(job.pk, job.tenant_id).filter(worker=worker, state__in=ACTIVE).update(
                 state=Job.State.FAILED,
                 error=message,
                 restartable=restartable,
@@ -234,8 +247,8 @@ class Heartbeat:
     transaction, often waiting for a lock). The sweeper takes a job whose heartbeat stopped
     for a worker that died. SQLite (one machine, one writer) goes by the worker's pid alone."""
 
-    def __init__(self, job_id: int, worker: str):
-        self.job_id, self.worker = job_id, worker
+    def __init__(self, job: Job, worker: str):
+        self.job_id, self.tenant_id, self.worker = job.pk, job.tenant_id, worker
         self._stop = threading.Event()
         self._thread = None
 
@@ -254,7 +267,7 @@ class Heartbeat:
         try:
             while not self._stop.wait(settings.REFDESK_JOB_HEARTBEAT):
                 try:
-                    Job.objects.filter(pk=self.job_id, worker=self.worker).update(
+                    _job_row(self.job_id, self.tenant_id).filter(worker=self.worker).update(
                         heartbeat_at=timezone.now()
                     )
                 except DatabaseError:
@@ -288,11 +301,11 @@ def _requeue_unclaimed() -> list[int]:
     waited_enough = timezone.now() - timedelta(seconds=settings.REFDESK_JOB_REQUEUE_AFTER)
     unclaimed = Job.objects.filter(state=Job.State.QUEUED, worker="", created_at__lte=waited_enough)
     requeued = []
-    for job_id, task_id in unclaimed.values_list("pk", "task_id"):
+    for job_id, tenant_id, task_id in unclaimed.values_list("pk", "tenant_id", "task_id"):
         if _waiting_in_queue(task_id):
             continue  # workers are busy, not gone: another delivery would only wait beside it
         try:
-            _enqueue(job_id)
+            _enqueue(job_id, tenant_id)
         except Exception:
             logger.exception("Job %s could not be queued again", job_id)
             continue
@@ -312,15 +325,19 @@ def _waiting_in_queue(task_id: str) -> bool:
 def _fail_dead_workers() -> list[int]:
     claimed = Job.objects.filter(state__in=ACTIVE).exclude(worker="")
     failed = []
-    for job in claimed.only("pk", "worker", "heartbeat_at"):
+    for job in claimed.only("pk", "tenant_id", "worker", "heartbeat_at"):
         if not _worker_died(job):
             continue
-        if Job.objects.filter(pk=job.pk, worker=job.worker, state__in=ACTIVE).update(
-            state=Job.State.FAILED,
-            error=WORKER_DIED,
-            restartable=True,
-            phase="",
-            finished_at=timezone.now(),
+        if (
+            _job_row(job.pk, job.tenant_id)
+            .filter(worker=job.worker, state__in=ACTIVE)
+            .update(
+                state=Job.State.FAILED,
+                error=WORKER_DIED,
+                restartable=True,
+                phase="",
+                finished_at=timezone.now(),
+            )
         ):
             failed.append(job.pk)
     return failed
@@ -360,20 +377,24 @@ def _is_zombie(pid: int) -> bool:
 
 def restart(job: Job) -> bool:
     """Queue a job that failed restartable again, as new; False if it is not one."""
-    restarted = Job.objects.filter(pk=job.pk, state=Job.State.FAILED, restartable=True).update(
-        state=Job.State.QUEUED,
-        worker="",
-        restartable=False,
-        error="",
-        phase="",
-        done=0,
-        task_id="",
-        started_at=None,
-        heartbeat_at=None,
-        finished_at=None,
+    restarted = (
+        _job_row(job.pk, job.tenant_id)
+        .filter(state=Job.State.FAILED, restartable=True)
+        .update(
+            state=Job.State.QUEUED,
+            worker="",
+            restartable=False,
+            error="",
+            phase="",
+            done=0,
+            task_id="",
+            started_at=None,
+            heartbeat_at=None,
+            finished_at=None,
+        )
     )
     if restarted:
-        transaction.on_commit(lambda: _enqueue(job.pk), robust=True)
+        transaction.on_commit(lambda: _enqueue(job.pk, job.tenant_id), robust=True)
     return bool(restarted)
 
 
@@ -386,7 +407,7 @@ class ProgressWriter:
     """
 
     def __init__(self, job: Job, worker: str):
-        self.job_id, self.worker = job.pk, worker
+        self.job_id, self.tenant_id, self.worker = job.pk, job.tenant_id, worker
         self.done = 0
         self.total = job.total
         self.phase = ""
@@ -419,9 +440,9 @@ class ProgressWriter:
     def _write(self, **fields) -> None:
         # Only while the job is still this worker's: never over a sweep's "failed".
         if not connection.in_atomic_block:
-            Job.objects.filter(pk=self.job_id, worker=self.worker, state__in=ACTIVE).update(
-                **fields
-            )
+            _job_row(self.job_id, self.tenant_id).filter(
+                worker=self.worker, state__in=ACTIVE
+            ).update(**fields)
             return
         if connection.vendor != "postgresql":
             return
@@ -432,9 +453,9 @@ class ProgressWriter:
         assignments = ", ".join(f"{connection.ops.quote_name(name)} = %s" for name in fields)
         with self._side.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET {assignments} WHERE id = %s AND worker = %s "  # noqa: S608
-                "AND state IN ('queued', 'running')",
-                [*fields.values(), self.job_id, self.worker],
+                f"UPDATE {table} SET {assignments} WHERE tenant_id = %s AND id = %s "  # noqa: S608
+                "AND worker = %s AND state IN ('queued', 'running')",
+                [*fields.values(), self.tenant_id, self.job_id, self.worker],
             )
 
     def close(self) -> None:

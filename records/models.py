@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from integrations.models import HEX32_PATTERN, Connection, TenantQuerySet, new_hex_id
+from integrations.tenant_keys import TenantForeignKey, TenantOwnedModel
 
 from .validation import MAX_SOURCE_CODE_LENGTH
 
@@ -63,7 +64,7 @@ class EngineWrittenQuerySet(TenantQuerySet):
         return super().delete()
 
 
-class EngineWrittenModel(models.Model):
+class EngineWrittenModel(TenantOwnedModel):
     """A model whose rows only the change engine writes; deleting its parents still cascades."""
 
     objects = EngineWrittenQuerySet.as_manager()
@@ -122,7 +123,7 @@ class CurrentTransactionId(models.Func):
         return "(pg_current_xact_id()::text::bigint)", []
 
 
-class Record(models.Model):
+class Record(TenantOwnedModel):
     """One entity in the platform, known to zero or more connections by their remote ids."""
 
     # No index of its own: the unique (tenant, local_id) and the delta-sync index lead with it.
@@ -215,7 +216,7 @@ class RemoteId(EngineWrittenModel):
 
     # Every index of the table leads with tenant: no index of its own (each costs a bulk write).
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, db_index=False)
-    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="remote_ids")
+    record = TenantForeignKey(Record, on_delete=models.CASCADE, related_name="remote_ids")
     # Queries name the connection after the tenant (the unique indexes); deleting a connection
     # is rare enough to scan for its rows.
     connection = models.ForeignKey(
@@ -260,7 +261,7 @@ class RemoteId(EngineWrittenModel):
         return self.remote_id
 
 
-class RemoteIdFingerprint(models.Model):
+class RemoteIdFingerprint(TenantOwnedModel):
     """What a remote id was when first seen: on which record, with which ref, since when.
 
     Written by records.changes with every remote id it writes. A person's change (a user
@@ -277,7 +278,7 @@ class RemoteIdFingerprint(models.Model):
     remote_id = models.CharField(max_length=255)
     # The record it was first seen on; no database key (a merged record may be deleted, and
     # the local id below still names it).
-    record = models.ForeignKey(
+    record = TenantForeignKey(
         Record, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
     )
     local_id = models.CharField(max_length=32)
@@ -311,7 +312,7 @@ class RemoteIdFingerprint(models.Model):
         return f"{self.remote_id} first seen on {self.local_id}"
 
 
-class RefusedWrite(models.Model):
+class RefusedWrite(TenantOwnedModel):
     """A connector's write the API refused because another record holds the id (a 409).
 
     The strongest sign of a remote reset refdesk receives: the remote system hands out an id
@@ -329,11 +330,11 @@ class RefusedWrite(models.Model):
     remote_id = models.CharField(max_length=255)
     remote_ref = models.CharField(max_length=255, blank=True, default="")
     # The record the connector wrote the id onto (None: it was creating one).
-    record = models.ForeignKey(
+    record = TenantForeignKey(
         Record, on_delete=models.CASCADE, null=True, blank=True, related_name="+", db_index=False
     )
     # The record that holds the id.
-    holder = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="+", db_index=False)
+    holder = TenantForeignKey(Record, on_delete=models.CASCADE, related_name="+", db_index=False)
     actor = models.CharField(max_length=300)
     refused_at = models.DateTimeField(default=timezone.now)
 
@@ -360,7 +361,7 @@ class RefusedWrite(models.Model):
         return f"{self.remote_id} refused at {self.refused_at:%Y-%m-%d %H:%M}"
 
 
-class CustomData(models.Model):
+class CustomData(TenantOwnedModel):
     class Type(models.TextChoices):
         STRING = "string", "string"
         BOOL = "bool", "bool"
@@ -369,7 +370,7 @@ class CustomData(models.Model):
         JSON = "json", "json"
 
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
-    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="custom_data")
+    record = TenantForeignKey(Record, on_delete=models.CASCADE, related_name="custom_data")
     connection = models.ForeignKey(
         "integrations.Connection",
         on_delete=models.CASCADE,
@@ -500,7 +501,7 @@ class BatchChange(EngineWrittenModel):
     tenant = models.ForeignKey(
         "integrations.Tenant", on_delete=models.CASCADE, db_constraint=False, db_index=False
     )
-    batch = models.ForeignKey(
+    batch = TenantForeignKey(
         Batch,
         on_delete=models.CASCADE,
         related_name="changes",
@@ -508,7 +509,7 @@ class BatchChange(EngineWrittenModel):
         db_index=False,
     )
     change = models.CharField(max_length=10, choices=Change.choices)
-    record = models.ForeignKey(
+    record = TenantForeignKey(
         Record, on_delete=models.CASCADE, related_name="+", db_constraint=False
     )
     connection = models.ForeignKey(
@@ -529,7 +530,7 @@ class BatchChange(EngineWrittenModel):
         return f"{self.change} {self.remote_id}"
 
 
-class AuditEntry(models.Model):
+class AuditEntry(TenantOwnedModel):
     """Who changed which remote id or custom data, when, and the values before and after."""
 
     class Action(models.TextChoices):
@@ -557,7 +558,7 @@ class AuditEntry(models.Model):
     actor = models.CharField(max_length=300)
     action = models.CharField(max_length=24, choices=Action.choices)
     # Bulk actions write one entry for the whole batch with no record.
-    record = models.ForeignKey(
+    record = TenantForeignKey(
         Record, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries"
     )
     local_id = models.CharField(max_length=32, blank=True)
@@ -568,7 +569,7 @@ class AuditEntry(models.Model):
     integration = models.ForeignKey(
         "integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True
     )
-    batch = models.ForeignKey(
+    batch = TenantForeignKey(
         Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries"
     )
     before = models.JSONField(null=True, blank=True)
@@ -589,7 +590,7 @@ class AuditEntry(models.Model):
         return f"{self.actor} {self.action} {self.local_id}"
 
 
-class Job(models.Model):
+class Job(TenantOwnedModel):
     """A big change set applied in the background (records/jobs.py), with its progress.
 
     The state moves queued -> running -> done or failed. "Done" is written in the same
@@ -617,7 +618,7 @@ class Job(models.Model):
     done = models.PositiveBigIntegerField(default=0)
     total = models.PositiveBigIntegerField(default=0)
     error = models.TextField(blank=True)
-    batch = models.ForeignKey(
+    batch = TenantForeignKey(
         Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
     )
     result = models.JSONField(default=dict, blank=True)
@@ -711,7 +712,7 @@ class ReferenceCount(EngineWrittenModel):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["integration", "record_type"], name="referencecount_unique"
+                fields=["tenant", "integration", "record_type"], name="referencecount_unique"
             ),
         ]
 

@@ -116,12 +116,17 @@ def mark_entangled(upload: ImportUpload) -> None:
     integration = upload.integration
     table = connection.ops.quote_name(ImportLine._meta.db_table)
     remote_ids = connection.ops.quote_name(RemoteId._meta.db_table)
-    other = f"SELECT 1 FROM {table} o WHERE o.upload_id = %s AND o.id <> {table}.id AND "  # noqa: S608
+    # Every table is matched on tenant_id too: one shard on Citus.
+    other = (
+        f"SELECT 1 FROM {table} o WHERE o.tenant_id = {table}.tenant_id "  # noqa: S608
+        f"AND o.upload_id = %s AND o.id <> {table}.id AND "
+    )
     holder = (
         f"FROM {remote_ids} t JOIN {remote_ids} s ON s.tenant_id = t.tenant_id "
         "AND s.connection_id = %s AND s.record_type = t.record_type "
         "AND s.record_id = t.record_id "
-        f"JOIN {table} o ON o.upload_id = %s AND o.id <> {table}.id "
+        f"JOIN {table} o ON o.tenant_id = t.tenant_id AND o.upload_id = %s "
+        f"AND o.id <> {table}.id "
         "WHERE t.tenant_id = %s AND t.connection_id = %s AND t.record_type = %s"
     )
     ids = [integration.source_id, upload.pk, upload.tenant_id, integration.target_id]
@@ -147,8 +152,8 @@ def mark_entangled(upload: ImportUpload) -> None:
         for condition, params in conditions:
             cursor.execute(
                 f"UPDATE {table} SET entangled = %s "  # noqa: S608 (our tables)
-                f"WHERE upload_id = %s AND NOT entangled AND {condition}",
-                [True, upload.pk, *params],
+                f"WHERE tenant_id = %s AND upload_id = %s AND NOT entangled AND {condition}",
+                [True, upload.tenant_id, upload.pk, *params],
             )
 
 

@@ -394,7 +394,12 @@ def apply_lines(
     """
     with transaction.atomic():
         if upload is not None:
-            upload = type(upload).objects.select_for_update().get(pk=upload.pk)
+            upload = (
+                type(upload)
+                .objects.for_tenant(upload.tenant_id)
+                .select_for_update()
+                .get(pk=upload.pk)
+            )
             if upload.batch_id:
                 raise DomainError("This file was already imported.", code="applied")
         change_set = lines_change_set(

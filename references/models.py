@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from integrations.models import TenantQuerySet
+from integrations.tenant_keys import TenantForeignKey, TenantOwnedModel
 from records.models import Job
 
 UNFINISHED_JOB_STATES = (Job.State.QUEUED, Job.State.RUNNING)
@@ -17,7 +18,7 @@ def new_upload_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-class Upload(models.Model):
+class Upload(TenantOwnedModel):
     """A CSV file uploaded to a References tab, read once into line rows and kept for a day.
 
     The text itself is never kept: the upload request streams the file's lines into a line
@@ -31,14 +32,15 @@ class Upload(models.Model):
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE)
     integration = models.ForeignKey("integrations.Integration", on_delete=models.CASCADE)
     record_type = models.CharField(max_length=40)
-    token = models.CharField(max_length=40, unique=True, default=new_upload_token, editable=False)
+    # Unique within its tenant (a key of a tenant-owned table includes tenant_id: Citus).
+    token = models.CharField(max_length=40, default=new_upload_token, editable=False)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     created_at = models.DateTimeField(default=timezone.now)
     filename = models.CharField(max_length=255, blank=True)
     size = models.PositiveIntegerField(default=0)
     line_count = models.PositiveIntegerField(default=0, help_text="Lines read from the file.")
     counts = models.JSONField(default=dict, blank=True, help_text="Lines per outcome.")
-    job = models.ForeignKey(
+    job = TenantForeignKey(
         "records.Job",
         on_delete=models.SET_NULL,
         null=True,
@@ -46,7 +48,7 @@ class Upload(models.Model):
         related_name="+",
         help_text="The background job working on this file, when it is large.",
     )
-    batch = models.ForeignKey(
+    batch = TenantForeignKey(
         "records.Batch",
         on_delete=models.SET_NULL,
         null=True,
@@ -60,6 +62,11 @@ class Upload(models.Model):
     class Meta:
         abstract = True
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "token"], name="%(app_label)s_%(class)s_unique_token"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.filename or self.token
@@ -90,7 +97,7 @@ class ImportUpload(Upload):
         indexes = [models.Index(fields=["tenant", "created_at"], name="importupload_recent_idx")]
 
 
-class UploadLine(models.Model):
+class UploadLine(TenantOwnedModel):
     """A line table of an upload (ImportLine, ReconcileLine): its tenant, with no database
     foreign keys (db_constraint=False), as on BatchChange: an upload COPYs a million of these
     rows, and PostgreSQL checked two keys per row at commit (over 30 s). Deletes still cascade
@@ -119,7 +126,7 @@ class ImportLine(UploadLine):
         UNCHANGED = "unchanged", "Unchanged"
         REJECTED = "rejected", "Rejected"
 
-    upload = models.ForeignKey(
+    upload = TenantForeignKey(
         ImportUpload,
         on_delete=models.CASCADE,
         related_name="lines",
@@ -205,7 +212,7 @@ class ReconcileLine(UploadLine):
         GONE_SHARED = "gone_shared", "Linked in another integration"
         NOT_LINKED = "not_linked", "Not linked in this integration"
 
-    upload = models.ForeignKey(
+    upload = TenantForeignKey(
         ReconcileUpload,
         on_delete=models.CASCADE,
         related_name="lines",
@@ -238,7 +245,7 @@ class ReconcileLine(UploadLine):
         return f"{self.kind} {self.remote_id}"
 
 
-class HealthScan(models.Model):
+class HealthScan(TenantOwnedModel):
     """A finding computed by a job, for an integration too large to compute it per page view.
 
     Probable duplicates and second target records compare keys over every record only the
@@ -258,7 +265,8 @@ class HealthScan(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["integration", "record_type", "finding"], name="healthscan_unique"
+                fields=["tenant", "integration", "record_type", "finding"],
+                name="healthscan_unique",
             ),
         ]
 
@@ -266,13 +274,13 @@ class HealthScan(models.Model):
         return f"{self.finding} of {self.record_type} as of {self.computed_at}"
 
 
-class HealthScanRow(models.Model):
+class HealthScanRow(TenantOwnedModel):
     """One pair a scan found, by remote id row: the target's duplicate, the source record's
     row and (second target records) the target row it is linked to. A row fixed since no
     longer exists, so it drops out of the list without a new scan."""
 
     tenant = models.ForeignKey("integrations.Tenant", on_delete=models.CASCADE, related_name="+")
-    scan = models.ForeignKey(HealthScan, on_delete=models.CASCADE, related_name="rows")
+    scan = TenantForeignKey(HealthScan, on_delete=models.CASCADE, related_name="rows")
     remote_id_pk = models.BigIntegerField()
     source_pk = models.BigIntegerField()
     linked_pk = models.BigIntegerField(null=True, blank=True)

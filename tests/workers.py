@@ -36,11 +36,14 @@ def job_held_open(job: Job, record, *, phase: str = "Marking the records changed
     holder = connections.create_connection("default")
     holder.set_autocommit(False)
     with holder.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM records_record WHERE id = %s FOR UPDATE", [record.pk])
+        cursor.execute(
+            "SELECT 1 FROM records_record WHERE tenant_id = %s AND id = %s FOR UPDATE",
+            [record.tenant_id, record.pk],
+        )
 
     def work():
         try:
-            jobs.execute(job.pk)
+            jobs.execute(job.pk, job.tenant_id)
         finally:
             connection.close()
 

@@ -8,7 +8,6 @@ from typing import ClassVar
 from django.db import IntegrityError, OperationalError, transaction
 from django.db import connection as db_connection
 
-from integrations.models import Integration
 from records import counts, locks
 from records.errors import Conflict
 from records.models import Batch, writing
@@ -63,20 +62,17 @@ def lock_written_tabs(change_set, connection_ids, *, exclusive: bool) -> None:
     integrations its counts.Tracker counts): every tab that shows such an id, including
     another integration's that shares a connection.
 
-    Both also share the integration row, so saving the integration's settings waits for them.
+    Saving an integration's settings waits for them too: it deletes the integration's count
+    rows (records.counts.forget, on post_save, in the save's transaction), which are the tab
+    locks. (They no longer share the integration's row: on Citus a row lock on a reference
+    table is a lock on its one shard, which every writer of a table pointing at it conflicts
+    with, so every tenant's changes would have queued behind each other.)
     In a request, a lock held by a bulk change is given up after `locks.LOCK_TIMEOUT`; `apply`
     turns that into BulkChangeRunning. SQLite runs one writer at a time anyway.
     """
     if db_connection.vendor != "postgresql":
         return
     locks.limit_lock_waits()
-    if change_set.integration is not None:
-        table = db_connection.ops.quote_name(Integration._meta.db_table)
-        with db_connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT 1 FROM {table} WHERE id = %s FOR SHARE",  # noqa: S608
-                [change_set.integration.pk],
-            )
     tenant, record_type = change_set.tenant, change_set.record_type
     tabs = counts.Tracker.for_connections(tenant, record_type, connection_ids).integrations
     locks.lock_tabs(tenant, record_type, tabs, exclusive=exclusive)

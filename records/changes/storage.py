@@ -248,7 +248,8 @@ def remember_remote_ids(tenant, batch: Batch, actor: Actor, *, at) -> None:
             "acknowledged_by) "
             "SELECT bc.tenant_id, bc.connection_id, bc.record_type, bc.remote_id, "
             "bc.record_id, rec.local_id, bc.remote_ref, %s, '', '' "
-            f"FROM {table(BatchChange)} bc JOIN {table(Record)} rec ON rec.id = bc.record_id "
+            f"FROM {table(BatchChange)} bc JOIN {table(Record)} rec "
+            "ON rec.tenant_id = bc.tenant_id AND rec.id = bc.record_id "
             "WHERE bc.tenant_id = %s AND bc.batch_id = %s AND bc.change = %s "
             "ON CONFLICT (tenant_id, connection_id, record_type, remote_id) "
             f"DO UPDATE SET {on_conflict}",

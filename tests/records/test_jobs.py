@@ -201,7 +201,7 @@ def test_two_bulk_jobs_on_one_tab_never_run_at_once(world, monkeypatch):
 
     def execute(job):
         try:
-            jobs.execute(job.pk)
+            jobs.execute(job.pk, job.tenant_id)
         finally:
             connection.close()
 
@@ -244,7 +244,7 @@ def test_progress_is_visible_while_the_job_holds_its_transaction(world, monkeypa
         return original(*args, **kwargs)
 
     monkeypatch.setattr(changes.bulk, "mark_changed", look_from_outside)
-    jobs.execute(job.pk)
+    jobs.execute(job.pk, job.tenant_id)
 
     assert seen["job"] == ("running", "Marking the records changed", 2)
     assert seen["remote_ids"] == 8  # the deletes are not visible before the commit
@@ -261,7 +261,10 @@ def worker_killed_mid_job(world):
     blocker.set_autocommit(False)
     with blocker.cursor() as cursor:
         # The job deletes the target ids, then waits to mark this record changed.
-        cursor.execute("SELECT 1 FROM records_record WHERE id = %s FOR UPDATE", [record.pk])
+        cursor.execute(
+            "SELECT 1 FROM records_record WHERE tenant_id = %s AND id = %s FOR UPDATE",
+            [record.tenant_id, record.pk],
+        )
     env = {**os.environ, "DATABASE_URL": _database_url(), "DEBUG": "1"}
     command = (
         ["rqworker", "default", "--job-class", "django_tasks_rq.Job"]
@@ -386,15 +389,15 @@ def test_two_deliveries_at_once_run_the_job_once(admin_client, world):
     blocker.set_autocommit(False)
     with blocker.cursor() as cursor:
         cursor.execute(
-            "SELECT 1 FROM records_referencecount WHERE integration_id = %s "
+            "SELECT 1 FROM records_referencecount WHERE tenant_id = %s AND integration_id = %s "
             "AND record_type = 'order' FOR UPDATE",
-            [world.integration.pk],
+            [world.tenant.pk, world.integration.pk],
         )
     results = []
 
     def deliver():
         try:
-            results.append(jobs.execute(job.pk))
+            results.append(jobs.execute(job.pk, job.tenant_id))
         finally:
             connection.close()
 

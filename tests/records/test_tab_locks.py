@@ -65,7 +65,7 @@ def in_a_worker(job: Job) -> threading.Thread:
 
     def work():
         try:
-            jobs.execute(job.pk)
+            jobs.execute(job.pk, job.tenant_id)
         finally:
             connection.close()
 

@@ -468,7 +468,7 @@ class TestLargeIntegrations:
         admin_client.post(url(world, "health-scan"))
         assert Job.objects.filter(kind="health_scan").count() == 1
 
-        assert jobs.execute(job.pk) == "done"
+        assert jobs.execute(job.pk, job.tenant_id) == "done"
 
         page = health_page(admin_client, world, "duplicates")
         assert "Duplicates as of" in page_text(page)
@@ -829,7 +829,7 @@ class TestReadingWritesNothing:
         scans = Job.objects.filter(kind="health_scan", integration=world.integration)
         (job,) = scans
         assert job.actor == "system/health-scan"
-        assert jobs.execute(job.pk) == "done"
+        assert jobs.execute(job.pk, job.tenant_id) == "done"
         call_command("scan_health", stdout=io.StringIO())  # just scanned: not due
         assert scans.count() == 1
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from common.entities import EntityType
@@ -372,7 +373,13 @@ class Command(BaseCommand):
         unlinked = (
             RemoteId.objects.for_tenant(tenant)
             .filter(connection=integration.source, record_type="order")
-            .exclude(record__remote_ids__connection=integration.target)
+            .exclude(
+                Exists(
+                    RemoteId.objects.for_tenant(tenant).filter(
+                        record=OuterRef("record"), connection=integration.target
+                    )
+                )
+            )
             .select_related("record")
             .order_by("id")[:count]
         )
@@ -440,7 +447,13 @@ class Command(BaseCommand):
         unlinked = list(
             RemoteId.objects.for_tenant(tenant)
             .filter(connection=main.source, record_type="order")
-            .exclude(record__remote_ids__connection=main.target)
+            .exclude(
+                Exists(
+                    RemoteId.objects.for_tenant(tenant).filter(
+                        record=OuterRef("record"), connection=main.target
+                    )
+                )
+            )
             .exclude(record__in=wiped)
             .select_related("record")
             .order_by("-id")[:2]
@@ -469,7 +482,13 @@ class Command(BaseCommand):
         writers = list(
             Record.objects.for_tenant(tenant)
             .filter(record_type="order", remote_ids__connection=main.source)
-            .exclude(remote_ids__connection=fortnox)
+            .exclude(
+                Exists(
+                    RemoteId.objects.for_tenant(tenant).filter(
+                        record=OuterRef("pk"), connection=fortnox
+                    )
+                )
+            )
             .exclude(pk__in=exclude)
             .order_by("id")[:count]
         )

@@ -1,0 +1,66 @@
+"""Keys of tenant-owned tables: every row is addressed by (tenant_id, id), every join between two
+tenant-owned tables also matches tenant_id.
+
+On one PostgreSQL that costs nothing and keeps a query inside one tenant's rows; on Citus
+(common/citus) the tenant-owned tables are distributed by tenant_id, and a statement that names
+the tenant of every table it touches runs on the one shard that holds it. A join or an UPDATE
+that does not would have to visit every shard (or is refused). The database keys themselves,
+PRIMARY KEY (tenant_id, id) and the composite foreign keys, are made by
+common/citus/keys.py from the migrations.
+"""
+
+from django.db import models
+from django.db.models.lookups import Exact
+from django.db.models.sql.where import AND, WhereNode
+
+
+class TenantForeignKey(models.ForeignKey):
+    """A foreign key from one tenant-owned model to another: joins carry `tenant_id = tenant_id`
+    and `instance.<field>` looks the target up with the instance's tenant.
+
+    Both models have a `tenant` field. In the database the key is (tenant_id, <field>_id) ->
+    (tenant_id, id) on PostgreSQL (common/citus/keys.py); never alter such a field with a
+    plain AlterField on PostgreSQL, which would try to recreate a key on `id` alone.
+    """
+
+    def get_extra_restriction(self, alias, related_alias):
+        # alias: the target table's alias; related_alias: ours. Django passes None for one of
+        # them when it pushes a join down into a subquery, where the subquery's own tenant
+        # filter (the querysets are tenant-scoped) keeps it on one shard.
+        if alias is None or related_alias is None:
+            return None
+        target_tenant = self.related_model._meta.get_field("tenant")
+        own_tenant = self.model._meta.get_field("tenant")
+        return WhereNode(
+            [Exact(target_tenant.get_col(alias), own_tenant.get_col(related_alias))],
+            connector=AND,
+        )
+
+    def get_extra_descriptor_filter(self, instance):
+        # `remote_id.record` fetches WHERE tenant_id = … AND id = …: one shard, not all.
+        return {"tenant_id": instance.tenant_id}
+
+
+class TenantOwnedModel(models.Model):
+    """A model whose rows belong to one tenant: `save()` and `refresh_from_db()` address the row
+    by (tenant_id, id), as every other statement does."""
+
+    class Meta:
+        abstract = True
+
+    def _do_update(self, base_qs, using, pk_val, values, update_fields, forced_update):
+        return super()._do_update(
+            base_qs.filter(tenant_id=self.tenant_id),
+            using,
+            pk_val,
+            values,
+            update_fields,
+            forced_update,
+        )
+
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None):
+        # Read from __dict__: a deferred tenant_id would otherwise call this method again.
+        tenant_id = self.__dict__.get("tenant_id")
+        if from_queryset is None and tenant_id is not None:
+            from_queryset = type(self)._base_manager.db_manager(using).filter(tenant_id=tenant_id)
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
