@@ -175,6 +175,7 @@ if DATABASES["default"]["ENGINE"] in ("django.db.backends.postgresql", "config.c
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].update(postgres_session_options(REFDESK_PROCESS))
     if DATABASE_IS_CITUS:
+        MIDDLEWARE.append("config.citus.middleware.ResellerAdminSpansTenants")
         # A transaction that read several shards may then write a reference table (Citus
         # needs its shard writes in one connection per node for that). The guard: a query
         # that would visit every shard fails instead of running (the suite runs with it, so a

@@ -10,8 +10,47 @@ common/citus/keys.py from the migrations.
 """
 
 from django.db import models
+from django.db.models.fields.related_descriptors import (
+    ForwardManyToOneDescriptor,
+    ReverseManyToOneDescriptor,
+)
 from django.db.models.lookups import Exact
 from django.db.models.sql.where import AND, WhereNode
+from django.utils.functional import cached_property
+
+
+def _in_their_tenants(queryset, instances):
+    return queryset.filter(tenant_id__in={instance.tenant_id for instance in instances})
+
+
+class _ForwardDescriptor(ForwardManyToOneDescriptor):
+    """`prefetch_related("record")` reads the records WHERE tenant_id IN (…) AND id IN (…)."""
+
+    def get_prefetch_querysets(self, instances, querysets=None):
+        if not querysets:
+            querysets = [_in_their_tenants(self.get_queryset(), instances)]
+        return super().get_prefetch_querysets(instances, querysets)
+
+
+class _ReverseDescriptor(ReverseManyToOneDescriptor):
+    """`upload.lines`, `record.remote_ids`: the related rows WHERE tenant_id = … AND
+    upload_id = …, and their prefetch likewise."""
+
+    @cached_property
+    def related_manager_cls(self):
+        manager_class = super().related_manager_cls
+
+        class TenantRelatedManager(manager_class):
+            def __init__(self, instance):
+                super().__init__(instance)
+                self.core_filters = {**self.core_filters, "tenant_id": instance.tenant_id}
+
+            def get_prefetch_querysets(self, instances, querysets=None):
+                if not querysets:
+                    querysets = [_in_their_tenants(super().get_queryset(), instances)]
+                return super().get_prefetch_querysets(instances, querysets)
+
+        return TenantRelatedManager
 
 
 class TenantForeignKey(models.ForeignKey):
@@ -22,6 +61,9 @@ class TenantForeignKey(models.ForeignKey):
     (tenant_id, id) on PostgreSQL (common/citus/keys.py); never alter such a field with a
     plain AlterField on PostgreSQL, which would try to recreate a key on `id` alone.
     """
+
+    forward_related_accessor_class = _ForwardDescriptor
+    related_accessor_class = _ReverseDescriptor
 
     def get_extra_restriction(self, alias, related_alias):
         # alias: the target table's alias; related_alias: ours. Django passes None for one of

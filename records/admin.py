@@ -60,7 +60,8 @@ def known_as(record_field: str):
     """A subquery: the record's first remote id as people know it ("Shopify 5001"), so a
     changelist names a record without a query per row (its local id stays on hover)."""
     return Subquery(
-        RemoteId.objects.filter(record_id=OuterRef(record_field))
+        # Correlated on the tenant too: one shard per row on Citus.
+        RemoteId.objects.filter(tenant=OuterRef("tenant"), record_id=OuterRef(record_field))
         .order_by("connection__name", "remote_id")
         .annotate(named=Concat("connection__name", Value(" "), "remote_id"))
         .values("named")[:1]

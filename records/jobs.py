@@ -39,6 +39,7 @@ from django_tasks import task
 from django_tasks.base import TaskResultStatus
 from django_tasks.exceptions import TaskResultDoesNotExist
 
+from common.citus.tables import fan_out_allowed
 from common.errors import DomainError
 
 from . import changes, locks
@@ -294,7 +295,8 @@ def sweep() -> Swept:
     """Queue again the jobs whose task never reached a worker (its enqueue failed after the
     commit, or the process died first), and fail, restartable, those whose worker died.
     `manage.py jobs --requeue` runs it (once, or `--every` N seconds beside the workers)."""
-    return Swept(requeued=_requeue_unclaimed(), failed=_fail_dead_workers())
+    with fan_out_allowed():  # every tenant's jobs: one look, not one per tenant
+        return Swept(requeued=_requeue_unclaimed(), failed=_fail_dead_workers())
 
 
 def _requeue_unclaimed() -> list[int]:

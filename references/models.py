@@ -1,5 +1,6 @@
 # References are not stored on their own: they are pairs of records.RemoteId rows
 # (docs/architecture.md).
+import contextlib
 import secrets
 from datetime import timedelta
 
@@ -7,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from common.citus.tables import fan_out_allowed
 from integrations.models import TenantQuerySet
 from integrations.tenant_keys import TenantForeignKey, TenantOwnedModel
 from records.models import Job
@@ -78,7 +80,9 @@ class Upload(TenantOwnedModel):
         expired = (cls.objects.for_tenant(tenant) if tenant else cls.objects.all()).filter(
             created_at__lt=(now or timezone.now()) - cls.KEPT_FOR
         )
-        deleted, by_model = expired.exclude(job__state__in=UNFINISHED_JOB_STATES).delete()
+        # For all tenants: one periodic statement over every shard (FAN_OUT_ALLOWED).
+        with contextlib.nullcontext() if tenant else fan_out_allowed():
+            deleted, by_model = expired.exclude(job__state__in=UNFINISHED_JOB_STATES).delete()
         return by_model.get(cls._meta.label, 0)
 
 

@@ -299,18 +299,19 @@ def compare(upload: ReconcileUpload, progress=None) -> dict[str, int]:
             f"UPDATE {table} SET record_id = r.record_id, known_ref = r.remote_ref, "  # noqa: S608
             f"kind = CASE WHEN {table}.file_ref <> '' AND {table}.file_ref <> r.remote_ref "
             "THEN %s ELSE %s END "
-            f"FROM {remote_ids} r WHERE {table}.upload_id = %s AND r.tenant_id = %s "
+            f"FROM {remote_ids} r WHERE {table}.tenant_id = %s AND {table}.upload_id = %s "
+            f"AND r.tenant_id = {table}.tenant_id AND r.tenant_id = %s "
             "AND r.connection_id = %s AND r.record_type = %s "
             f"AND r.remote_id = {table}.remote_id",
-            [Kind.REF_DIFFERS, Kind.OK, upload.pk, *side],
+            [Kind.REF_DIFFERS, Kind.OK, tenant.pk, upload.pk, *side],
         )
         _mark_keys(upload)
         # In the file more than once: neither kept nor fixed.
         cursor.execute(
-            f"UPDATE {table} SET kind = %s WHERE upload_id = %s AND remote_id IN "  # noqa: S608
-            f"(SELECT remote_id FROM {table} WHERE upload_id = %s AND line > 0 "
-            "GROUP BY remote_id HAVING COUNT(*) > 1)",
-            [Kind.TWICE, upload.pk, upload.pk],
+            f"UPDATE {table} SET kind = %s WHERE tenant_id = %s AND upload_id = %s "  # noqa: S608
+            f"AND remote_id IN (SELECT remote_id FROM {table} WHERE tenant_id = %s "
+            "AND upload_id = %s AND line > 0 GROUP BY remote_id HAVING COUNT(*) > 1)",
+            [Kind.TWICE, tenant.pk, upload.pk, tenant.pk, upload.pk],
         )
         # Held here, not in the file: gone, and whose link it is.
         cursor.execute(
@@ -319,8 +320,8 @@ def compare(upload: ReconcileUpload, progress=None) -> dict[str, int]:
             f"SELECT %s, %s, %s, 0, r.remote_id, '', r.remote_ref, r.record_id, '[]', '' "
             f"FROM {remote_ids} r "
             "WHERE r.tenant_id = %s AND r.connection_id = %s AND r.record_type = %s "
-            f"AND NOT EXISTS (SELECT 1 FROM {table} l WHERE l.upload_id = %s "
-            "AND l.remote_id = r.remote_id)",
+            f"AND NOT EXISTS (SELECT 1 FROM {table} l WHERE l.tenant_id = r.tenant_id "
+            "AND l.upload_id = %s AND l.remote_id = r.remote_id)",
             [tenant.pk, upload.pk, Kind.NOT_LINKED, *side, upload.pk],
         )
         _mark_gone(upload)

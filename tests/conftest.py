@@ -1,4 +1,6 @@
+import contextlib
 import os
+import sys
 
 import pytest
 from django.db import connection
@@ -124,3 +126,49 @@ def admin_client(client, world):
 def support_client(client, world):
     client.force_login(world.support)
     return client
+
+
+# --- Citus: the app's statements stay on one shard -------------------------------------------
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+TESTS = os.path.join(REPOSITORY, "tests") + os.sep
+
+
+def _issued_by_a_test() -> bool:
+    """Whether the code nearest the database call is the suite's own (a factory, a test's
+    setup or assertion) rather than the app's."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if path.startswith(REPOSITORY) and os.sep + ".venv" + os.sep not in path:
+            return path.startswith(TESTS) and not path.endswith("conftest.py")
+        frame = frame.f_back
+    return True
+
+
+def _tests_may_fan_out(execute, sql, params, many, context):
+    """On the cluster every connection runs with `citus.multi_task_query_log_level = error`
+    (CITUS_FAN_OUT=error, .ci/run): a statement that would visit every shard fails. The app's
+    statements must never; a test's own (a factory, `Record.objects.get(local_id=…)` in an
+    assertion) may read across tenants, so the guard is lifted around those alone."""
+    if not _issued_by_a_test():
+        return execute(sql, params, many, context)
+    raw = context["connection"].connection
+    raw.execute("SET citus.multi_task_query_log_level = 'off'")
+    try:
+        return execute(sql, params, many, context)
+    finally:
+        with contextlib.suppress(Exception):  # an aborted transaction resets it anyway
+            raw.execute("SET citus.multi_task_query_log_level = 'error'")
+
+
+@pytest.fixture(autouse=True)
+def _fan_out_guard_for_the_app_only():
+    if (
+        connection.settings_dict["ENGINE"] != "config.citus"
+        or os.environ.get("CITUS_FAN_OUT") != "error"
+    ):
+        yield
+        return
+    with connection.execute_wrapper(_tests_may_fan_out):
+        yield

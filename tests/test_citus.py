@@ -6,14 +6,22 @@ tables are distributed as listed and a tenant's References page, record page and
 each run every statement on one shard, shown by EXPLAIN of what the request ran.
 """
 
+import os
 import re
 
 import pytest
-from common.citus.tables import DISTRIBUTED, DISTRIBUTION_COLUMN, LOCAL, REFERENCE, is_citus
 from django.apps import apps
-from django.db import IntegrityError, InternalError, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InternalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.test.utils import CaptureQueriesContext
 
+from common.citus.tables import DISTRIBUTED, DISTRIBUTION_COLUMN, LOCAL, REFERENCE, is_citus
 from integrations import apikeys
 from records.models import RemoteId, writing
 
@@ -60,6 +68,41 @@ def test_distributed_tables_are_the_tenant_owned_ones():
                 if field.is_relation and field.related_model._meta.db_table in DISTRIBUTED:
                     # Joins between distributed tables must carry the tenant.
                     assert type(field).__name__ == "TenantForeignKey", f"{table}.{field.name}"
+
+
+@pytest.mark.django_db
+def test_joins_and_lookups_between_tenant_tables_carry_the_tenant(world):
+    """A join between two tenant-owned tables matches tenant_id too, both ways, and
+    `remote_id.record` fetches by (tenant, id): what keeps them on one shard."""
+    from records.models import Record
+
+    def join_condition(queryset) -> str:
+        sql = str(queryset.query)
+        return sql.split(" JOIN ", 1)[1].split(" WHERE ", 1)[0]
+
+    forward = RemoteId.objects.for_tenant(world.tenant).select_related("record")
+    assert join_condition(forward).count('"tenant_id"') == 2
+    reverse = Record.objects.for_tenant(world.tenant).filter(remote_ids__remote_id="x")
+    assert join_condition(reverse).count('"tenant_id"') == 2
+
+    record = make_reference(world.integration, source_id="S-1")
+    remote_id = RemoteId.objects.for_tenant(world.tenant).get(record=record)
+    with CaptureQueriesContext(connection) as captured:
+        assert remote_id.record == record
+    (fetch,) = captured.captured_queries
+    assert "tenant_id" in fetch["sql"].split("WHERE", 1)[1]
+
+
+@pytest.mark.django_db
+def test_saving_and_refreshing_a_tenant_row_address_it_by_tenant_and_id(world):
+    record = RecordFactory(tenant=world.tenant)
+    with CaptureQueriesContext(connection) as captured:
+        record.data = {"x": 1}
+        record.save(update_fields=["data"])
+        record.refresh_from_db()
+    update, select = (query["sql"] for query in captured.captured_queries)
+    assert update.startswith("UPDATE") and "tenant_id" in update.split("WHERE", 1)[1]
+    assert "tenant_id" in select.split("WHERE", 1)[1]
 
 
 def _constraints(cursor, table: str) -> list[tuple[str, str, list[str], str | None, list]]:
@@ -146,6 +189,22 @@ def test_the_cluster_places_every_table_as_listed():
         assert placed[table][0] == "n", table
     for table in LOCAL:
         assert table not in placed, table
+
+
+@on_citus
+@pytest.mark.django_db
+@pytest.mark.skipif(os.environ.get("CITUS_FAN_OUT") != "error", reason="the guard is off")
+def test_the_guard_fails_a_statement_that_would_visit_every_shard():
+    """The app's connections run with the guard (tests/conftest.py lifts it only around the
+    suite's own statements): a count over all tenants fails instead of running."""
+    other = connections.create_connection("default")
+    try:
+        with pytest.raises(DatabaseError, match="multi-task query"), other.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM records_record")
+        with other.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM records_record WHERE tenant_id = 1")
+    finally:
+        other.close()
 
 
 TASK_COUNT = re.compile(r"Task Count: (\d+)")

@@ -76,7 +76,7 @@ def expected_rows(integration, sort, number, size, where="", params=()):
     """Page `number` of the tab by a plain ORDER BY/OFFSET: the source rows' ids."""
     sql = f"""
         SELECT s.id FROM {RemoteId._meta.db_table} s
-        JOIN {Record._meta.db_table} r ON r.id = s.record_id
+        JOIN {Record._meta.db_table} r ON r.tenant_id = s.tenant_id AND r.id = s.record_id
         WHERE s.tenant_id = %s AND s.connection_id = %s AND s.record_type = 'order' {where}
         ORDER BY {ORDER_BY[sort]} LIMIT %s OFFSET %s
     """  # noqa: S608 (the table names and orderings are the test's own)
@@ -191,7 +191,7 @@ def test_source_sorts_locate_from_the_source_id_index(tab, sort):
 def target_filter(tab, exists: bool):
     return (
         f"AND {'' if exists else 'NOT '}EXISTS (SELECT 1 FROM {RemoteId._meta.db_table} t"
-        " WHERE t.record_id = s.record_id AND t.connection_id = %s)",
+        " WHERE t.tenant_id = s.tenant_id AND t.record_id = s.record_id AND t.connection_id = %s)",
         [tab.target_id],
     )
 
