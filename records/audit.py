@@ -178,6 +178,44 @@ def mark_changed(tenant, record_ids, actor: Actor | str, *, at=None) -> None:
         )
 
 
+def update_and_mark_changed(tenant, rows: list[dict], columns: dict[str, str], actor, *, at=None):
+    """PostgreSQL: write some `columns` ({name: SQL type}) of many records and mark some of
+    them changed, as mark_changed does, in one UPDATE: each row is written once instead of
+    twice (the data, then the stamp). A row is {"id", "stamp": whether to mark it changed,
+    and per column "set_<name>": whether to write it, <name>: its value}. The values go as
+    one JSON parameter joined as a set (a CASE of 500 branches took a second to build)."""
+    if not rows:
+        return
+    at = at or timezone.now()
+    table = db_connection.ops.quote_name(Record._meta.db_table)
+    quote = db_connection.ops.quote_name
+
+    def when_stamped(value: str, column: str) -> str:
+        return f"{quote(column)} = CASE WHEN v.stamp THEN {value} ELSE r.{quote(column)} END"
+
+    sets = [
+        f"{quote(name)} = CASE WHEN v.set_{name} THEN v.{quote(name)} ELSE r.{quote(name)} END"
+        for name in columns
+    ] + [
+        when_stamped("%s", "last_modified"),
+        when_stamped("%s", "last_modified_by"),
+        when_stamped("r.version + 1", "version"),
+        # Once per statement (an InitPlan), not once per row.
+        when_stamped("(SELECT pg_current_xact_id()::text::bigint)", "change_xid"),
+    ]
+    shape = ", ".join(
+        ["id bigint", "stamp boolean"]
+        + [f"set_{name} boolean, {quote(name)} {kind}" for name, kind in columns.items()]
+    )
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} r SET {', '.join(sets)} "  # noqa: S608 (our names)
+            f"FROM jsonb_to_recordset(%s::jsonb) AS v({shape}) "
+            "WHERE r.tenant_id = %s AND r.id = v.id",
+            [at, str(actor), json.dumps(rows), tenant.pk],
+        )
+
+
 def _changed_fields(at, actor) -> dict:
     """What marking a record changed sets: in the same UPDATE, so the feed's stamp (the
     writing transaction, `change_xid`) costs no extra write."""
