@@ -79,21 +79,38 @@ def audit_entry(
     at=None,
 ) -> AuditEntry:
     """An unsaved audit entry (bulk writers save many at once)."""
-    return AuditEntry(
-        tenant=tenant,
-        created_at=at or timezone.now(),
-        actor=str(actor),
-        action=action,
-        record=record,
-        local_id=record.local_id if record else "",
-        record_type=record.record_type if record else record_type,
-        connection=connection,
-        integration=integration,
-        batch=batch,
-        before=before,
-        after=after,
-        summary=summary[:500],
-    )
+    values = {
+        "id": None,
+        "tenant_id": tenant.pk,
+        "created_at": at or timezone.now(),
+        "actor": str(actor),
+        "action": action,
+        "record_id": record.pk if record else None,
+        "local_id": record.local_id if record else "",
+        "record_type": record.record_type if record else record_type,
+        "connection_id": connection.pk if connection else None,
+        "integration_id": integration.pk if integration else None,
+        "batch_id": batch.pk if batch else None,
+        "before": before,
+        "after": after,
+        "summary": summary[:500],
+    }
+    # Positional values and the related objects put in its cache, as assigning them would:
+    # a third less time than keyword arguments (a batch write builds 500 of these).
+    entry = AuditEntry(*(values[name] for name in _ATTNAMES))
+    for field, value in zip(
+        _RELATED, (tenant, record, connection, integration, batch), strict=True
+    ):
+        if value is not None:
+            field.set_cached_value(entry, value)
+    return entry
+
+
+_ATTNAMES = [field.attname for field in AuditEntry._meta.concrete_fields]
+_RELATED = [
+    AuditEntry._meta.get_field(name)
+    for name in ("tenant", "record", "connection", "integration", "batch")
+]
 
 
 # Fewer entries than this are one INSERT; more are one COPY on PostgreSQL (save_entries).
