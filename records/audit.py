@@ -138,14 +138,21 @@ def save_entries(entries: list[AuditEntry]) -> None:
         ) as copy,
     ):
         for entry in entries:
-            copy.write_row([_copied(field, getattr(entry, field.attname)) for field in COLUMNS])
+            row = []
+            for attname, is_json, encoder in _COPIED:
+                value = getattr(entry, attname)
+                if is_json and value is not None:
+                    value = json.dumps(value, cls=encoder)
+                row.append(value)
+            copy.write_row(row)
 
 
-def _copied(field, value):
-    """A column's value as COPY takes it: JSON as its text (None is NULL), the rest as is."""
-    if isinstance(field, JSONField) and value is not None:
-        return json.dumps(value, cls=field.encoder)
-    return value
+# Per column: its attribute, and whether COPY takes it as JSON text (None is NULL) and with
+# which encoder; the rest go as they are.
+_COPIED = [
+    (field.attname, isinstance(field, JSONField), getattr(field, "encoder", None))
+    for field in COLUMNS
+]
 
 
 def write_audit(tenant, actor: Actor | str, action: str, **kwargs) -> AuditEntry:
