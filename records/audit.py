@@ -165,11 +165,12 @@ def mark_changed(tenant, record_ids, actor: Actor | str, *, at=None) -> None:
     """Mark records changed: last_modified, last_modified_by, exactly one version bump, and
     the writing transaction (`change_xid`, PostgreSQL), which the delta feed orders by.
 
-    The one place that does it, for one record or a million. `record_ids` is a collection of
-    ids or a `values("record_id")` queryset. Many ids are joined in id order, so PostgreSQL
-    walks the table and its primary key once from start to end instead of hopping between
-    random pages (`WHERE id IN (subquery)` visits them in hash order): for 256k of a million
-    records that halved the time (bench/README.md).
+    The one place that does it, for one record or a million (update_and_mark_changed sets the
+    same columns to the same values, in the UPDATE that writes a batch's data). `record_ids`
+    is a collection of ids or a `values("record_id")` queryset. Many ids are joined in id
+    order, so PostgreSQL walks the table and its primary key once from start to end instead
+    of hopping between random pages (`WHERE id IN (subquery)` visits them in hash order): for
+    256k of a million records that halved the time (bench/README.md).
     """
     at = at or timezone.now()
     records = Record.objects.for_tenant(tenant)
