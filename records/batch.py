@@ -9,17 +9,23 @@ plan). An item's error never stops the others.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 from django.db import connection as db_connection
+from django.db.models.expressions import RawSQL
 
 from common.errors import DomainError, InvalidValue, NotFound
-from common.sets import where_in
 
 from . import changes, locks, refusals
-from .audit import Actor, audit_entry, mark_changed, save_entries, source_connection_id
+from .audit import (
+    Actor,
+    audit_entry,
+    mark_changed,
+    save_entries,
+    source_connection_id,
+    update_and_mark_changed,
+)
 from .changes import messages
 from .custom_data import (
     CustomDataInput,
@@ -92,14 +98,13 @@ def write_batch(tenant, record_type: str, connection, actor: Actor, items: list[
     _refuse_repeats(cleaned, results)
     with locks.person_waiting(tenant, record_type):
         records = _lock_records(tenant, record_type, connection, _live(cleaned, results), results)
-        refused = _refuse_taken(
-            tenant, connection, record_type, _live(cleaned, results), records, results
-        )
+        live = _live(cleaned, results)
+        held, own = _connection_ids(tenant, connection, record_type, live, records)
+        refused = _refuse_taken(tenant, connection, record_type, live, records, results, held)
         live = _live(cleaned, results)
         records |= _create_records(tenant, record_type, connection, actor, live)
-        written = _write_ids(tenant, record_type, connection, actor, live, records)
-        changed = _write_fields(connection, actor, live, records, results)
-        mark_changed(tenant, sorted(changed - written), actor)
+        written = _write_ids(tenant, record_type, connection, actor, live, records, own)
+        _write_fields(tenant, connection, actor, live, records, results, written)
         for index, item in live.items():
             results[index].status = 201 if item.creates else 200
             results[index].record_id = records[index].pk
@@ -168,9 +173,16 @@ def _lock_records(tenant, record_type, connection, live, results) -> dict[int, R
     not at the item's If-Match version, 403 for a source code only its creator may set."""
     wanted = {item.local_id: index for index, item in live.items() if not item.creates}
     found = {}
-    for rows in where_in(Record.objects.for_tenant(tenant), "local_id", wanted):
-        rows = rows.filter(record_type=record_type).select_for_update().order_by("pk")
-        found |= {record.local_id: record for record in rows}
+    if wanted:
+        # FOR NO KEY UPDATE: the lock an UPDATE of the rows takes anyway. Writers of the same
+        # records still wait for each other; foreign-key checks of rows that point at them
+        # (KEY SHARE) do not wait.
+        rows = Record.objects.for_tenant(tenant).filter(
+            local_id__in=_one_of(wanted, "text"), record_type=record_type
+        )
+        found = {
+            record.local_id: record for record in rows.select_for_update(no_key=True).order_by("pk")
+        }
     for record in found.values():
         record.tenant = tenant  # known: not fetched again per record by the audit entries
     records = {}
@@ -191,16 +203,48 @@ def _sets_code(record: Record, item: Cleaned) -> bool:
     return item.source_code is not UNCHANGED and item.source_code != record.source_code
 
 
-def _refuse_taken(tenant, connection, record_type, live, records, results) -> list:
-    """409 for an item whose remoteId another record holds: one query for the batch, and the
-    holders of the refused ones (named in the error) read once more. The refusals, to keep."""
-    wanted = {item.remote_id for item in live.values() if item.remote_id is not None}
+def _one_of(values, kind: str):
+    """The right side of an `__in` for up to MAX_ITEMS values: on PostgreSQL one array
+    parameter joined as a set (common/sets.py says why not `= ANY`); a statement with 500
+    parameters cost psycopg more to build than the database took to run it. Elsewhere the
+    list (500 is within SQLite's limit on parameters)."""
+    values = sorted(set(values))
+    if db_connection.vendor != "postgresql":
+        return values
+    return RawSQL(f"SELECT unnest(%s::{kind}[])", [values])  # noqa: S611 (our type names)
+
+
+def _connection_ids(tenant, connection, record_type, live, records):
+    """`connection`'s ids of this type that the batch asks about, in one query: those the items
+    send ({remote id: record pk}: who holds them) and those the replaced records have now
+    ({record pk: (remote id, ref)})."""
     rows = RemoteId.objects.for_tenant(tenant).filter(
         connection=connection, record_type=record_type
     )
-    held = {}
-    for part in where_in(rows, "remote_id", wanted):
-        held |= dict(part.values_list("remote_id", "record_id"))
+    asked = {item.remote_id for item in live.values() if item.remote_id is not None}
+    pks = {record.pk for record in records.values()}
+    columns = ("remote_id", "record_id", "remote_ref")
+    parts = [
+        rows.filter(**{f"{name}__in": _one_of(values, kind)}).order_by().values_list(*columns)
+        for name, values, kind in (("remote_id", asked, "text"), ("record_id", pks, "bigint"))
+        if values
+    ]
+    found = parts[0].union(*parts[1:], all=True) if parts else []
+    held, own = {}, {}
+    for remote_id, record_id, ref in found:
+        if remote_id in asked:
+            held[remote_id] = record_id
+        if record_id in pks:
+            own[record_id] = (remote_id, ref)
+    return held, own
+
+
+def _refuse_taken(tenant, connection, record_type, live, records, results, held) -> list:
+    """409 for an item whose remoteId another record holds (`held`: from _connection_ids); the
+    holders of the refused ones (named in the error) read once more. The refusals, to keep."""
+    rows = RemoteId.objects.for_tenant(tenant).filter(
+        connection=connection, record_type=record_type
+    )
     refused = {
         index: item.remote_id
         for index, item in live.items()
@@ -255,12 +299,12 @@ def _create_records(tenant, record_type, connection, actor, live) -> dict[int, R
     return dict(zip(creates, created, strict=True))
 
 
-def _write_ids(tenant, record_type, connection, actor, live, records) -> set[int]:
+def _write_ids(tenant, record_type, connection, actor, live, records, own) -> set[int]:
     """Every item's own remote id that differs from the record's, as one change set; the
     records whose id it wrote. A sync mostly sends the ids as they are: those lines would be
     planned "unchanged" anyway, and leaving them out spares the engine's plan and its counts
-    (a fifth of a 500-item replace)."""
-    own = _own_ids(tenant, connection, record_type, records.values())
+    (a fifth of a 500-item replace). `own`: {record pk: (remote id, ref)} of the connection's
+    ids of the records (_connection_ids); a record created here has none."""
     lines = [
         changes.Change(
             changes.Action.SET_ID,
@@ -295,25 +339,14 @@ def _write_ids(tenant, record_type, connection, actor, live, records) -> set[int
     return set(applied.record_ids)
 
 
-def _own_ids(tenant, connection, record_type, records) -> dict[int, tuple[str, str]]:
-    """{record pk: (remote id, ref)} of `connection`'s ids of the records."""
-    rows = RemoteId.objects.for_tenant(tenant).filter(
-        connection=connection, record_type=record_type
-    )
-    own = {}
-    for part in where_in(rows, "record_id", {record.pk for record in records}):
-        for pk, remote_id, ref in part.values_list("record_id", "remote_id", "remote_ref"):
-            own[pk] = (remote_id, ref)
-    return own
-
-
 def _id_of(item: Cleaned) -> tuple[str, str] | None:
-    """The id an item asks for, as _own_ids reads one (None: no id)."""
+    """The id an item asks for, as _connection_ids reads one (None: no id)."""
     return None if item.remote_id is None else (item.remote_id, item.remote_ref or "")
 
 
-def _write_fields(connection, actor, live, records, results) -> set[int]:
-    """Data, source code and custom data of each item; the records that changed."""
+def _write_fields(tenant, connection, actor, live, records, results, written) -> None:
+    """Data, source code and custom data of each item; the records that changed are marked
+    changed (but those whose id the change set wrote: it marked them already)."""
     changed = set()
     updates = []
     with_custom_data = _with_custom_data([records[index] for index in live])
@@ -332,8 +365,7 @@ def _write_fields(connection, actor, live, records, results) -> set[int]:
             updates.append((record, fields))
         if fields or custom_changed:
             changed.add(record.pk)
-    _save_replaced(connection, actor, updates)
-    return changed
+    _save_replaced(tenant, connection, actor, updates, changed - written)
 
 
 def _with_custom_data(records: list[Record]) -> set[int]:
@@ -342,7 +374,9 @@ def _with_custom_data(records: list[Record]) -> set[int]:
     if not records:
         return set()
     tenant = records[0].tenant
-    rows = CustomData.objects.for_tenant(tenant).filter(record_id__in=[r.pk for r in records])
+    rows = CustomData.objects.for_tenant(tenant).filter(
+        record_id__in=_one_of([r.pk for r in records], "bigint")
+    )
     return set(rows.values_list("record_id", flat=True).distinct())
 
 
@@ -355,38 +389,40 @@ def _replaced_fields(record: Record, item: Cleaned) -> dict:
     return fields
 
 
-def _save_replaced(connection, actor, updates: list[tuple[Record, dict]]) -> None:
-    """One UPDATE per field for all records, and the audit entries a PUT writes."""
+REPLACED_COLUMNS = {"data": "jsonb", "source_code": "text"}
+
+
+def _save_replaced(tenant, connection, actor, updates: list[tuple[Record, dict]], to_mark) -> None:
+    """The replaced fields of all records, the audit entries a PUT writes, and the records of
+    `to_mark` marked changed. On PostgreSQL one UPDATE writes the fields and marks the records
+    (each row written once, not twice: bench/README.md); elsewhere one UPDATE per record and
+    field, then mark_changed."""
     entries = [
         field_update_entry(record, name, value, connection, actor)
         for record, fields in updates
         for name, value in fields.items()
     ]
-    for name in ("data", "source_code"):
-        _update_column([record for record, fields in updates if name in fields], name)
+    if db_connection.vendor == "postgresql":
+        written = {record.pk: fields for record, fields in updates}
+        rows = [
+            {"id": pk, **_set(written.get(pk, {})), "stamp": pk in to_mark}
+            for pk in sorted(written.keys() | set(to_mark))
+        ]
+        update_and_mark_changed(tenant, rows, REPLACED_COLUMNS, actor)
+    else:
+        for record, fields in updates:
+            Record.objects.for_tenant(tenant).filter(pk=record.pk).update(**fields)
+        mark_changed(tenant, sorted(to_mark), actor)
     save_entries(entries)
 
 
-def _update_column(records: list[Record], name: str) -> None:
-    """Write one column of many records: on PostgreSQL one statement joining the values as
-    a set (bulk_update's CASE of 500 branches took a second to build), else row by row."""
-    if not records:
-        return
-    if db_connection.vendor != "postgresql":
-        for record in records:
-            Record.objects.for_tenant(record.tenant).filter(pk=record.pk).update(
-                **{name: getattr(record, name)}
-            )
-        return
-    values = [{"id": record.pk, "value": getattr(record, name)} for record in records]
-    kind = "jsonb" if name == "data" else "text"
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Record._meta.db_table} r SET {name} = v.value "  # noqa: S608 (our names)
-            f"FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, value {kind}) "
-            "WHERE r.id = v.id AND r.tenant_id = %s",
-            [json.dumps(values), records[0].tenant.pk],
-        )
+def _set(fields: dict) -> dict:
+    """A row of update_and_mark_changed: which columns it sets, and their values."""
+    out = {}
+    for name in REPLACED_COLUMNS:
+        out[f"set_{name}"] = name in fields
+        out[name] = fields.get(name)
+    return out
 
 
 def lookup(tenant, connection, record_type: str, remote_ids: list[str]) -> dict[str, Record]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from django.db import connection as db_connection
 
+from common.prepared import statement_cursor
 from integrations.models import Connection, Connector
 
 from .models import CustomData, Record, RemoteId
@@ -103,7 +104,7 @@ def available() -> bool:
 
 def _bodies(sql: str, tenant_id: int, connection_pk: int, keys, **more) -> dict:
     params = {"tenant": tenant_id, "connection": connection_pk, "keys": list(keys), **more}
-    with db_connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(sql, params)
         return {key: (version, body) for key, version, body in cursor.fetchall()}
 

@@ -1,6 +1,7 @@
 """Batch lookups and writes: up to 500 records per request, each item as its single call."""
 
 import pytest
+from django.db import connection
 
 from records.models import AuditEntry, Batch, BatchChange, Record, RemoteId
 from tests.factories import RecordFactory, RemoteIdFactory
@@ -204,3 +205,57 @@ def test_creates_are_audited_as_single_creates_and_ids_as_one_batch(api, warehou
     batch_entry = AuditEntry.objects.get(action="remote_id_set")
     assert batch_entry.batch.row_count == 3
     assert "API batch: 3 order ids of Warehouse API" in batch_entry.summary
+
+
+def test_a_replace_that_keeps_the_ids_marks_only_the_changed_records_changed_once(
+    api, order, warehouse, world
+):
+    """The data and the stamp are one UPDATE on PostgreSQL (records.audit.
+    update_and_mark_changed): each changed record gets one version bump, the connection as
+    last modifier and the feed's stamp (change_xid); an unchanged one gets nothing."""
+    same = RecordFactory(tenant=world.tenant, record_type="order", data={"total": "9.00"})
+    RemoteIdFactory(record=same, connection=warehouse, remote_id="WH-2")
+    custom = RecordFactory(tenant=world.tenant, record_type="order", data={"total": "3.00"})
+    RemoteIdFactory(record=custom, connection=warehouse, remote_id="WH-3")
+    pks = [order.pk, same.pk, custom.pk]
+    Record.objects.filter(pk__in=pks).update(change_xid=0)  # the test is one transaction
+    before = {r.pk: r for r in Record.objects.filter(pk__in=pks)}
+
+    def item(record, remote_id, data, custom_data=None):
+        return {
+            "localId": record.local_id,
+            "remoteId": remote_id,
+            "data": data,
+            "customData": custom_data or {},
+        }
+
+    response = api.post(
+        "order/batch",
+        {
+            "items": [
+                item(order, "WH-1", {"total": "2.00"}),
+                item(same, "WH-2", {"total": "9.00"}),
+                item(
+                    custom, "WH-3", {"total": "3.00"}, {"|x-wms|p": {"type": "integer", "value": 3}}
+                ),
+            ]
+        },
+    )
+
+    assert response.status_code == 200, response.json()
+    after = {r.pk: r for r in Record.objects.filter(pk__in=pks)}
+    for changed in (order, custom):
+        assert after[changed.pk].version == before[changed.pk].version + 1
+        assert after[changed.pk].last_modified_by == f"connection/{warehouse.connection_id}"
+        assert after[changed.pk].last_modified > before[changed.pk].last_modified
+    assert after[order.pk].data == {"total": "2.00"}
+    assert after[custom.pk].data == {"total": "3.00"}
+    assert after[same.pk].version == before[same.pk].version
+    assert after[same.pk].last_modified == before[same.pk].last_modified
+    assert AuditEntry.objects.filter(record=order, action="record_update").count() == 1
+    assert not AuditEntry.objects.filter(record=same).exists()
+    if connection.vendor == "postgresql":  # the feed's stamp: the writing transaction
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+            xid = cursor.fetchone()[0]
+        assert [after[pk].change_xid for pk in pks] == [xid, 0, xid]

@@ -80,3 +80,63 @@ class TestPreparedQuery:
         )
         with pytest.raises(ValueError, match="part"):
             named_like.all(part="Shop")
+
+
+@pytest.mark.django_db
+class TestStatementCursor:
+    """common.prepared.statement_cursor: PostgreSQL parses and plans a hot statement once per
+    session; the rows, the errors and the execute wrappers are Django's cursor's."""
+
+    SQL = "SELECT name FROM integrations_connection WHERE tenant_id = %(tenant)s ORDER BY name"
+
+    def rows(self, cursor_of, tenant) -> list:
+        with cursor_of() as cursor:
+            cursor.execute(self.SQL, {"tenant": tenant.pk})
+            return cursor.fetchall()
+
+    def prepared_here(self) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                ["SELECT name FROM integrations_connection WHERE tenant_id = $1%"],
+            )
+            return cursor.fetchone()[0] == 1
+
+    def test_the_same_rows_as_django_s_cursor(self, world):
+        from common.prepared import statement_cursor
+
+        plain = self.rows(connection.cursor, world.tenant)
+        assert ("Shopify",) in plain
+        for tenant in (world.tenant, world.other_tenant, world.tenant):
+            assert self.rows(statement_cursor, tenant) == self.rows(connection.cursor, tenant)
+        if connection.vendor == "postgresql":
+            assert self.prepared_here()
+
+    def test_its_errors_are_django_s(self, world):
+        from django.db import DatabaseError, transaction
+
+        from common.prepared import statement_cursor
+
+        # psycopg's own errors are not Django's DatabaseError: this one was translated.
+        with pytest.raises(DatabaseError), transaction.atomic(), statement_cursor() as cursor:
+            cursor.execute("SELECT no_such_column FROM integrations_connection")
+
+    def test_execute_wrappers_see_it(self, world):
+        from common.prepared import statement_cursor
+
+        seen = []
+
+        def wrapper(execute, sql, params, many, context):
+            seen.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(wrapper):
+            self.rows(statement_cursor, world.tenant)
+        assert seen == [self.SQL]
+
+    def test_while_queries_are_logged_the_log_has_the_statement(self, world):
+        from common.prepared import statement_cursor
+
+        with CaptureQueriesContext(connection) as queries:
+            self.rows(statement_cursor, world.tenant)
+        assert "integrations_connection" in queries[0]["sql"]
