@@ -10,6 +10,12 @@ Speed: one transaction that truncates the two big tables, drops their secondary 
 constraints, COPYs (FREEZE) the rows from Python generators, then recreates exactly the indexes
 and constraints the migrations made (read from the catalog, so new migrations are picked up)
 and VACUUM ANALYZEs. A marker table remembers N so the next run reuses the data.
+
+On Citus (the citus:// backend, `make bench` with BENCH_PG at a coordinator) the same steps
+run on the distributed tables through the coordinator, which passes them on to the shards;
+COPY without FREEZE: Citus 13 accepts the option on a distributed table but does not pass
+it on to the shards (it even takes it where no TRUNCATE came first, which PostgreSQL
+refuses), so the rows are frozen by the VACUUM after.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
+from common.citus.tables import is_citus
 from integrations.models import Connection, Connector, Integration, Membership, Reseller, Tenant
 from records.counts import recount_all
 from records.models import Record, RemoteId, RemoteIdFingerprint
@@ -174,7 +181,7 @@ def ensure_data(n: int, log=print) -> World:
         cursor.execute(f"TRUNCATE {', '.join(BIG_TABLES)} CASCADE")
         ddl = _drop_secondary_indexes(cursor)
         raw = cursor.cursor
-        counts = _copy_rows(raw, world, n, log)
+        counts = _copy_rows(raw, world, n, log, freeze=not is_citus(connection))
         log(f"data: rows copied in {time.perf_counter() - started:.0f} s; rebuilding indexes")
         for statement in ddl:
             cursor.execute(statement)
@@ -192,7 +199,7 @@ def ensure_data(n: int, log=print) -> World:
             "SELECT r.tenant_id, r.connection_id, r.record_type, r.remote_id, r.record_id, "
             "rec.local_id, r.remote_ref, rec.created_at, '', '' "
             f"FROM {RemoteId._meta.db_table} r JOIN {Record._meta.db_table} rec "
-            "ON rec.id = r.record_id"
+            "ON rec.tenant_id = r.tenant_id AND rec.id = r.record_id"
         )
         cursor.execute("DELETE FROM bench_marker")
     with connection.cursor() as cursor:
@@ -238,8 +245,9 @@ def _ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f+00")
 
 
-def _copy_rows(raw, world: World, n: int, log) -> tuple[int, int]:
+def _copy_rows(raw, world: World, n: int, log, freeze: bool = True) -> tuple[int, int]:
     """COPY records and remote ids; ids are assigned here so remote ids can point at them."""
+    options = " WITH (FREEZE)" if freeze else ""
     rng = random.Random(7)
     record_columns = (
         "id, tenant_id, local_id, record_type, data, created_at, last_modified, "
@@ -254,9 +262,7 @@ def _copy_rows(raw, world: World, n: int, log) -> tuple[int, int]:
     records = remotes = 0
     next_id = 1
     span = 90 * 24 * 3600
-    with raw.copy(
-        f"COPY {Record._meta.db_table} ({record_columns}) FROM STDIN WITH (FREEZE)"
-    ) as copy:
+    with raw.copy(f"COPY {Record._meta.db_table} ({record_columns}) FROM STDIN{options}") as copy:
         for tenant, _integration, record_type, count in plan:
             lines = []
             for k in range(count):
@@ -274,9 +280,7 @@ def _copy_rows(raw, world: World, n: int, log) -> tuple[int, int]:
             records += count
     log(f"data: {records:,} records copied")
     next_id = 1
-    with raw.copy(
-        f"COPY {RemoteId._meta.db_table} ({remote_columns}) FROM STDIN WITH (FREEZE)"
-    ) as copy:
+    with raw.copy(f"COPY {RemoteId._meta.db_table} ({remote_columns}) FROM STDIN{options}") as copy:
         for tenant, integration, record_type, count in plan:
             source, target = integration.source_id, integration.target_id
             api = world.api.pk if integration == world.main else None

@@ -2,7 +2,9 @@
 
     BENCH_N=1000000        references of the main integration (default 1,000,000)
     BENCH_DB=...           database name (default refdesk_bench, refdesk_bench_<N> for other N)
-    BENCH_PG=postgres://postgres@127.0.0.1:5432   server to create it on
+    BENCH_PG=postgres://postgres@127.0.0.1:5432   server to create it on; a Citus coordinator
+                           (its `postgres` database lists workers) is benched as a cluster:
+                           the database on every node, the app on `citus://`
     BENCH_PORT=8090        where gunicorn listens (127.0.0.1 only); the floor on PORT + 5
     BENCH_REQUESTS=300     timed requests per operation (after BENCH_WARMUP=20)
     BENCH_MAX_SECONDS=20   stop an operation's loop after this long (slow admin searches)
@@ -42,8 +44,43 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 N = int(os.environ.get("BENCH_N", "1000000"))
-DB = os.environ.get("BENCH_DB") or ("refdesk_bench" if N == 1_000_000 else f"refdesk_bench_{N}")
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+
+
+def citus_workers(server: str) -> list[tuple[str, int]] | None:
+    """The workers of a Citus coordinator at `server` (as its `postgres` database lists them,
+    where the cluster was set up), or None for plain PostgreSQL (or a server not answering:
+    create_database then says why)."""
+    import psycopg
+
+    url = "postgres://" + server.split("://", 1)[1]
+    try:
+        with psycopg.connect(f"{url}/postgres", autocommit=True, connect_timeout=10) as conn:
+            if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone():
+                return None
+            return (
+                conn.execute(
+                    "SELECT nodename, nodeport FROM pg_dist_node "
+                    "WHERE groupid <> 0 AND noderole = 'primary' ORDER BY nodeid"
+                ).fetchall()
+                or None
+            )
+    except psycopg.OperationalError:
+        if server.startswith("citus://"):
+            raise
+        return None
+
+
+# A Citus coordinator (BENCH_PG=postgres://... or citus://...): the bench database is made on
+# every node (config/citus/creation.py) and the app, the loader and the job worker use the
+# citus:// backend (its session settings).
+CITUS_WORKERS = citus_workers(PG)
+CITUS = CITUS_WORKERS is not None
+if CITUS:
+    PG = "postgres://" + PG.split("://", 1)[1]
+DATABASE_KIND = f"citus (coordinator + {len(CITUS_WORKERS)} workers)" if CITUS else "postgresql"
+_DB_STEM = "refdesk_bench_citus" if CITUS else "refdesk_bench"
+DB = os.environ.get("BENCH_DB") or (_DB_STEM if N == 1_000_000 else f"{_DB_STEM}_{N}")
 PORT = int(os.environ.get("BENCH_PORT", "8090"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "300"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "20"))
@@ -78,7 +115,7 @@ def server_env() -> dict:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "DATABASE_URL": f"{PG}/{DB}",
+        "DATABASE_URL": database_url(),
         "DEBUG": "0",
         "SECRET_KEY": os.environ.get("BENCH_SECRET_KEY", "bench-" + "x" * 50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -89,9 +126,25 @@ def server_env() -> dict:
     }
 
 
+def database_url() -> str:
+    """The app's DATABASE_URL: PostgreSQL's backend, or on a cluster the citus:// one."""
+    if CITUS:
+        return "citus://" + PG.split("://", 1)[1] + f"/{DB}"
+    return f"{PG}/{DB}"
+
+
 def create_database() -> None:
     import psycopg
 
+    if CITUS:
+        import dj_database_url
+
+        from config.citus.creation import create_database as create_on_cluster
+
+        nodes = ", ".join(f"{host}:{port}" for host, port in CITUS_WORKERS)
+        log(f"Citus: database {DB} on the coordinator and the workers ({nodes})")
+        create_on_cluster(dj_database_url.parse(f"{PG}/{DB}"), DB)
+        return
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB]).fetchone()
         if not exists:
@@ -1556,8 +1609,10 @@ def previous_with_other_n() -> dict | None:
             data = json.loads(path.read_text())
         except ValueError:
             continue
-        # Only benchmark results carry "n" (load_faults.json in the same folder does not).
-        if "n" in data and data["n"] != N:
+        # Only benchmark results carry "n" (load_faults.json in the same folder does not);
+        # files from before "database_kind" are PostgreSQL's.
+        kind = data.get("database_kind", "postgresql")
+        if "n" in data and data["n"] != N and kind.split()[0] == DATABASE_KIND.split()[0]:
             return data
     return None
 
@@ -1585,7 +1640,10 @@ def print_table(
         other_q = {op["key"]: op.get("queries") for op in other.get("operations", [])}
     qhead = f"q @{other['n']:,}" if other else ""
     print()
-    print(f"refdesk bench: N={N:,} references, {time.strftime('%Y-%m-%d %H:%M')}, {git_sha()}")
+    print(
+        f"refdesk bench: N={N:,} references, {time.strftime('%Y-%m-%d %H:%M')}, {git_sha()}, "
+        f"{DATABASE_KIND}"
+    )
     print(f"gunicorn: -c {GUNICORN_CONF.relative_to(ROOT)} {' '.join(GUNICORN_ARGS)}")
     print(f"          {gunicorn_settings()}")
     print(
@@ -1811,6 +1869,8 @@ def write_results(measured: dict) -> None:
         "git_sha": git_sha(),
         "timestamp": stamp,
         "database": DB,
+        # "postgresql", or "citus (coordinator + 2 workers)" when BENCH_PG is a coordinator.
+        "database_kind": DATABASE_KIND,
         "cpus": os.cpu_count(),
         "gunicorn": {
             "config": str(GUNICORN_CONF.relative_to(ROOT)),

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Exists, FilteredRelation, OuterRef, Q
+from django.db.models import Exists, F, FilteredRelation, OuterRef, Q
 
 from common.sets import where_in
 from integrations.models import EntityType, Integration
@@ -142,10 +142,15 @@ def kept_counts(integration) -> dict[str, Counts]:
 def with_kept_counts(integrations):
     """Integrations with their kept counts joined in (one LEFT JOIN per entity type on the
     unique (integration, record_type) index): the page that loads its integration gets its
-    counts in the same query. Read them with `preloaded_counts`."""
+    counts in the same query. Read them with `preloaded_counts`. The joins also match the
+    tenant: on Citus a join on integration_id alone visits every shard of the counts."""
     relations = {
         _preloaded(record_type): FilteredRelation(
-            "referencecount", condition=Q(referencecount__record_type=record_type)
+            "referencecount",
+            condition=Q(
+                referencecount__record_type=record_type,
+                referencecount__tenant_id=F("tenant_id"),
+            ),
         )
         for record_type in EntityType.values
     }
