@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP_STAMP := $(VENV)/.installed
 DEV_ENV := DEBUG=1
 
-.PHONY: run test lint format install clean bench load tripwire
+.PHONY: run test test-citus lint format install clean bench load tripwire
 
 $(PIP_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ test: $(PIP_STAMP)
 	$(BIN)/ruff format --check .
 	$(DEV_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+## The suite, browser tests aside, on a three-node Citus cluster built from .ci/citus (as root),
+## with every statement of the app that would visit all shards failing its test
+test-citus: $(PIP_STAMP)
+	.ci/citus/recipe.sh .ci/citus/citus-13.2.2.tar.gz
+	CITUS_FAN_OUT=error REFDESK_EXPECT_DB=postgresql \
+	  DATABASE_URL=citus://postgres@127.0.0.1:9700/refdesk $(BIN)/pytest -n 2 --ignore=tests/browser $(PYTEST_ARGS)
 
 ## Benchmark at BENCH_N references (default 1,000,000) in its own PostgreSQL database: bench/README.md
 bench: $(PIP_STAMP)

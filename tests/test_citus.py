@@ -37,7 +37,7 @@ from .factories import (
 on_postgres = pytest.mark.postgres
 on_citus = pytest.mark.skipif(
     connection.vendor != "postgresql" or connection.settings_dict["ENGINE"] != "config.citus",
-    reason="needs DATABASE_URL=citus://… (the Citus pass of .ci/run)",
+    reason="needs DATABASE_URL=citus://… (make test-citus)",
 )
 
 
