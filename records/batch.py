@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from django.db import connection as db_connection
-from django.db.models.expressions import RawSQL
 
 from common.errors import DomainError, InvalidValue, NotFound
+from common.sets import one_of
 
 from . import changes, locks, refusals
 from .audit import (
@@ -178,7 +178,7 @@ def _lock_records(tenant, record_type, connection, live, results) -> dict[int, R
         # records still wait for each other; foreign-key checks of rows that point at them
         # (KEY SHARE) do not wait.
         rows = Record.objects.for_tenant(tenant).filter(
-            local_id__in=_one_of(wanted, "text"), record_type=record_type
+            local_id__in=one_of(wanted), record_type=record_type
         )
         found = {
             record.local_id: record for record in rows.select_for_update(no_key=True).order_by("pk")
@@ -203,17 +203,6 @@ def _sets_code(record: Record, item: Cleaned) -> bool:
     return item.source_code is not UNCHANGED and item.source_code != record.source_code
 
 
-def _one_of(values, kind: str):
-    """The right side of an `__in` for up to MAX_ITEMS values: on PostgreSQL one array
-    parameter joined as a set (common/sets.py says why not `= ANY`); a statement with 500
-    parameters cost psycopg more to build than the database took to run it. Elsewhere the
-    list (500 is within SQLite's limit on parameters)."""
-    values = sorted(set(values))
-    if db_connection.vendor != "postgresql":
-        return values
-    return RawSQL(f"SELECT unnest(%s::{kind}[])", [values])  # noqa: S611 (our type names)
-
-
 def _connection_ids(tenant, connection, record_type, live, records):
     """`connection`'s ids of this type that the batch asks about, in one query: those the items
     send ({remote id: record pk}: who holds them) and those the replaced records have now
@@ -225,8 +214,8 @@ def _connection_ids(tenant, connection, record_type, live, records):
     pks = {record.pk for record in records.values()}
     columns = ("remote_id", "record_id", "remote_ref")
     parts = [
-        rows.filter(**{f"{name}__in": _one_of(values, kind)}).order_by().values_list(*columns)
-        for name, values, kind in (("remote_id", asked, "text"), ("record_id", pks, "bigint"))
+        rows.filter(**{f"{name}__in": one_of(values)}).order_by().values_list(*columns)
+        for name, values in (("remote_id", asked), ("record_id", pks))
         if values
     ]
     found = parts[0].union(*parts[1:], all=True) if parts else []
@@ -375,7 +364,7 @@ def _with_custom_data(records: list[Record]) -> set[int]:
         return set()
     tenant = records[0].tenant
     rows = CustomData.objects.for_tenant(tenant).filter(
-        record_id__in=_one_of([r.pk for r in records], "bigint")
+        record_id__in=one_of([r.pk for r in records])
     )
     return set(rows.values_list("record_id", flat=True).distinct())
 
