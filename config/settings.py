@@ -184,6 +184,7 @@ if DATABASES["default"]["ENGINE"] in ("django.db.backends.postgresql", "config.c
         DATABASES["default"]["OPTIONS"]["options"] += (
             " -c citus.multi_shard_modify_mode=sequential"
             " -c citus.propagate_set_commands=local"
+            " -c citus.enable_local_execution=off"
             f" -c citus.multi_task_query_log_level={os.environ.get('CITUS_FAN_OUT', 'off')}"
         )
     if DATABASE_POOLER == "pgbouncer":

@@ -7,6 +7,8 @@ from django.db.models import F, Q
 
 from common.entities import EntityType
 
+from .tenant_keys import deleting_within
+
 
 def new_hex_id() -> str:
     """32 lowercase hex characters: the platform's id format for connections and records."""
@@ -29,8 +31,26 @@ DEFAULT_MATCH_KEYS = {
 class TenantQuerySet(models.QuerySet):
     """The one choke point for tenancy: every tenant-owned model's manager has `for_tenant`."""
 
+    # The tenant a for_tenant() queryset is scoped to: its delete() cascades within it.
+    _scoped_tenant_id: int | None = None
+
     def for_tenant(self, tenant):
-        return self.filter(tenant=tenant)
+        return self.filter(tenant=tenant).scoped_to_tenant(getattr(tenant, "pk", tenant))
+
+    def scoped_to_tenant(self, tenant_id: int | None):
+        """Mark (not filter) the queryset as one tenant's, for delete()."""
+        clone = self._chain()
+        clone._scoped_tenant_id = tenant_id
+        return clone
+
+    def _clone(self):
+        clone = super()._clone()
+        clone._scoped_tenant_id = self._scoped_tenant_id
+        return clone
+
+    def delete(self):
+        with deleting_within(self._scoped_tenant_id):
+            return super().delete()
 
 
 class Reseller(models.Model):

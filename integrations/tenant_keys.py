@@ -9,6 +9,10 @@ PRIMARY KEY (tenant_id, id) and the composite foreign keys, are made by
 common/citus/keys.py from the migrations.
 """
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 from django.db import models
 from django.db.models.fields.related_descriptors import (
     ForwardManyToOneDescriptor,
@@ -17,6 +21,31 @@ from django.db.models.fields.related_descriptors import (
 from django.db.models.lookups import Exact
 from django.db.models.sql.where import AND, WhereNode
 from django.utils.functional import cached_property
+
+_deleting_within: ContextVar[int | None] = ContextVar("deleting_within", default=None)
+
+
+@contextlib.contextmanager
+def deleting_within(tenant_id: int | None) -> Iterator[None]:
+    """While one tenant's rows are deleted: Django's deletion (the cascade's reads, DELETEs by
+    id, SET NULL updates) builds statements by id alone, which the Citus backend
+    (config/citus/compiler.py) gives this tenant too, so that each stays on the tenant's shard.
+    None (a delete not scoped to one tenant) changes nothing."""
+    token = _deleting_within.set(tenant_id)
+    try:
+        yield
+    finally:
+        _deleting_within.reset(token)
+
+
+def deletion_tenant() -> int | None:
+    """The tenant whose rows are being deleted (deleting_within), if any."""
+    return _deleting_within.get()
+
+
+def _scoped(queryset, tenant_id):
+    scope = getattr(queryset, "scoped_to_tenant", None)
+    return scope(tenant_id) if scope else queryset
 
 
 def _in_their_tenants(queryset, instances):
@@ -44,6 +73,9 @@ class _ReverseDescriptor(ReverseManyToOneDescriptor):
             def __init__(self, instance):
                 super().__init__(instance)
                 self.core_filters = {**self.core_filters, "tenant_id": instance.tenant_id}
+
+            def get_queryset(self):
+                return _scoped(super().get_queryset(), self.instance.tenant_id)
 
             def get_prefetch_querysets(self, instances, querysets=None):
                 if not querysets:
@@ -99,6 +131,10 @@ class TenantOwnedModel(models.Model):
             update_fields,
             forced_update,
         )
+
+    def delete(self, using=None, keep_parents=False):
+        with deleting_within(self.tenant_id):
+            return super().delete(using=using, keep_parents=keep_parents)
 
     def refresh_from_db(self, using=None, fields=None, from_queryset=None):
         # Read from __dict__: a deferred tenant_id would otherwise call this method again.

@@ -337,6 +337,36 @@ WHERE (running.xid::text::bigint & 4294967295) NOT IN (
 """
 FEED_HORIZON = Q(change_xid__lt=RawSQL(FEED_HORIZON_SQL, []))  # noqa: S611 (fixed SQL)
 
+# On Citus the stamp is the coordinator's transaction id: Citus works out pg_current_xact_id()
+# of an INSERT or UPDATE there before it sends the row to its shard (one id space however the
+# shards move). So the horizon must be the coordinator's too; inside the feed's query it would
+# run on the worker, among the worker's own ids. It is read first, on its own (a query without
+# distributed tables runs on the coordinator). A transaction that wrote to several nodes ends
+# on the coordinator just before its COMMIT PREPARED makes its rows visible on the workers (or,
+# if a worker was unreachable, until Citus's recovery commits them there later); while its row
+# in pg_dist_transaction (outer_xid) is kept, the horizon stays below it.
+CITUS_FEED_HORIZON_SQL = (
+    f"SELECT ({FEED_HORIZON_SQL}), "  # noqa: S608 (fixed SQL)
+    "(SELECT min(outer_xid)::text::bigint FROM pg_dist_transaction)"
+)
+
+
+def feed_horizon() -> Q:
+    """Only rows of transactions that have ended (see FEED_HORIZON_SQL)."""
+    if db_connection.settings_dict["ENGINE"] != "config.citus":
+        return FEED_HORIZON
+    with db_connection.cursor() as cursor:
+        cursor.execute(CITUS_FEED_HORIZON_SQL)
+        horizon, two_phase = cursor.fetchone()
+        if two_phase is not None and two_phase < horizon:
+            # Mostly commits long done on the workers, which Citus forgets once a minute
+            # (citus.recover_2pc_interval): forget them now rather than hold the feed back.
+            # Recovery leaves those still in progress alone, and they keep holding it.
+            cursor.execute("SELECT recover_prepared_transactions()")
+            cursor.execute(CITUS_FEED_HORIZON_SQL)
+            horizon, two_phase = cursor.fetchone()
+    return Q(change_xid__lt=min(horizon, two_phase if two_phase is not None else horizon))
+
 
 def feed_is_by_transaction() -> bool:
     return db_connection.vendor == "postgresql"
@@ -362,7 +392,7 @@ def changed_records(tenant, record_type: str, *, since=None, cursor: str | None 
     if cursor:
         records = feed_after(records, decode_feed_cursor(cursor), by_transaction=by_transaction)
     if by_transaction:
-        records = records.filter(FEED_HORIZON).order_by("change_xid", "id")
+        records = records.filter(feed_horizon()).order_by("change_xid", "id")
     else:
         records = records.order_by("last_modified", "local_id")
     page = list(records[: limit + 1])

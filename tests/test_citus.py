@@ -244,7 +244,9 @@ def test_a_tenants_pages_and_api_reads_each_touch_one_shard(admin_client, world)
     requests = {
         "References page": lambda: admin_client.get(base),
         "References search": lambda: admin_client.get(base + "?q=T-1"),
-        "record page": lambda: admin_client.get(f"{base}{records[0].local_id}/"),
+        "record page": lambda: admin_client.get(
+            f"/t/{world.tenant.slug}/records/{records[0].local_id}/"
+        ),
         "API read by local id": lambda: api.get(f"order/{records[0].local_id}"),
         "API read by remote id": lambda: api.get("order/by-remote-id", {"remoteId": "WH-1"}),
         "API lookup": lambda: api.post("order/lookup", {"remoteIds": ["WH-1", "nope"]}),

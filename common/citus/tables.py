@@ -74,8 +74,11 @@ FAN_OUT_ALLOWED = {
     "workers of every tenant, instead of one query per tenant",
     "purge_uploads (Upload.purge_expired for all tenants)": "one periodic delete of the uploads "
     "every tenant left behind",
-    "recount_all and scan_health for all tenants (management commands)": "maintenance over the "
-    "whole installation, run by an operator or a schedule",
+    "recount_all and scan_health for all tenants, jobs --restart JOB_ID (management commands)": (
+        "maintenance over the whole installation, run by an operator or a schedule"
+    ),
+    "data migrations (records/0009)": "a migration updates every tenant's rows once, as the "
+    "schema change it belongs to does",
 }
 
 GUARD = "citus.multi_task_query_log_level"

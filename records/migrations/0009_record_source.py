@@ -5,6 +5,8 @@ from django.db import migrations, models
 from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Substr
 
+from common.citus.tables import fan_out_allowed
+
 CONNECTION_PREFIX = "connection/"
 
 
@@ -17,9 +19,10 @@ def link_records_to_the_connection_that_created_them(apps, schema_editor):
         tenant_id=OuterRef("tenant_id"),
         connection_id=Substr(OuterRef("record_source"), len(CONNECTION_PREFIX) + 1),
     ).values("pk")[:1]
-    Record.objects.filter(record_source__startswith=CONNECTION_PREFIX).update(
-        source_connection_id=Subquery(creator)
-    )
+    with fan_out_allowed():  # every tenant's records, once
+        Record.objects.filter(record_source__startswith=CONNECTION_PREFIX).update(
+            source_connection_id=Subquery(creator)
+        )
 
 
 class Migration(migrations.Migration):

@@ -16,7 +16,8 @@ def test_small_sets_are_counted_exactly(world):
         make_reference(world.integration, source_id=f"S{n}", target_id=f"T{n}")
 
     with transaction.atomic():
-        count = capped_count(RemoteId.objects.filter(connection=world.erp))
+        # As the pages ask: one tenant's rows (on Citus, one shard).
+        count = capped_count(RemoteId.objects.filter(tenant=world.tenant, connection=world.erp))
         if connection.vendor == "postgresql":
             # The count's time budget ended with it, not with the surrounding transaction.
             with connection.cursor() as cursor:
@@ -35,7 +36,7 @@ def test_a_count_slower_than_its_budget_gives_the_estimate_and_leaves_the_transa
     for n in range(3):
         make_reference(world.integration, source_id=f"S{n}", target_id=f"T{n}")
     # Stands in for a misplanned anti-join: the count itself takes 200 ms.
-    slow = RemoteId.objects.filter(connection=world.erp).extra(
+    slow = RemoteId.objects.filter(tenant=world.tenant, connection=world.erp).extra(
         where=["(SELECT 1 FROM pg_sleep(0.2)) = 1"]
     )
 
@@ -45,7 +46,7 @@ def test_a_count_slower_than_its_budget_gives_the_estimate_and_leaves_the_transa
         with connection.cursor() as cursor:
             cursor.execute("SHOW statement_timeout")
             assert cursor.fetchone()[0] == "0"
-        assert RemoteId.objects.filter(connection=world.erp).count() == 3
+        assert RemoteId.objects.filter(tenant=world.tenant, connection=world.erp).count() == 3
 
     assert count.exact is False
     assert count.value >= 1
@@ -58,7 +59,7 @@ def test_a_costly_count_that_finishes_in_time_is_exact(world, monkeypatch):
         make_reference(world.integration, source_id=f"S{n}", target_id=f"T{n}")
 
     with transaction.atomic():
-        count = capped_count(RemoteId.objects.filter(connection=world.erp))
+        count = capped_count(RemoteId.objects.filter(tenant=world.tenant, connection=world.erp))
         with connection.cursor() as cursor:
             cursor.execute("SHOW statement_timeout")
             assert cursor.fetchone()[0] == "0"  # reset: the savepoint was released, not ended

@@ -135,7 +135,8 @@ def test_a_job_stopped_by_the_statement_timeout_says_so_not_connection_lost(
             cursor.execute("SELECT pg_sleep(2)")
 
     monkeypatch.setattr(changes.bulk, "mark_changed", a_statement_that_runs_too_long)
-    jobs.execute(Job.objects.get().pk)
+    job = Job.objects.get()
+    jobs.execute(job.pk, job.tenant_id)
 
     job = Job.objects.get()
     assert job.state == "failed"
@@ -236,9 +237,14 @@ def test_progress_is_visible_while_the_job_holds_its_transaction(world, monkeypa
         # Another connection (the web page) reads the job while the writes are uncommitted.
         other = connections.create_connection("default")
         with other.cursor() as cursor:
-            cursor.execute("SELECT state, phase, done FROM records_job WHERE id = %s", [job.pk])
+            cursor.execute(
+                "SELECT state, phase, done FROM records_job WHERE tenant_id = %s AND id = %s",
+                [job.tenant_id, job.pk],
+            )
             seen["job"] = cursor.fetchone()
-            cursor.execute("SELECT count(*) FROM records_remoteid")
+            cursor.execute(
+                "SELECT count(*) FROM records_remoteid WHERE tenant_id = %s", [job.tenant_id]
+            )
             seen["remote_ids"] = cursor.fetchone()[0]
         other.close()
         return original(*args, **kwargs)
@@ -370,9 +376,9 @@ def test_a_task_delivered_twice_runs_once_and_done_stays_done(admin_client, worl
     assert Batch.objects.filter(kind=Batch.Kind.DELETE_ALL).count() == 1
     admin_client.post(f"/t/acme/batches/{job.batch.pk}/restore/")
     restore = Job.objects.get(kind="restore")
-    jobs.run_job.enqueue(restore.pk)
+    jobs.run_job.enqueue(restore.pk, restore.tenant_id)
     run_worker()
-    assert jobs.execute(restore.pk) == "skipped"  # and once more, late
+    assert jobs.execute(restore.pk, restore.tenant_id) == "skipped"  # and once more, late
     restore.refresh_from_db()
     assert (restore.state, restore.error) == ("done", "")
     assert RemoteId.objects.filter(connection=world.erp).count() == 5
@@ -459,7 +465,7 @@ def test_the_sweeper_leaves_a_job_that_waits_in_the_queue_and_a_live_worker_s_jo
     linked(world, 4)
     waiting = services.start_delete_all_job(world.integration, "order", world.actor, 4)
     claimed_by_me = services.start_delete_all_job(world.integration, "article", world.actor, 4)
-    assert jobs.claim(claimed_by_me.pk)  # this process: a worker that lives
+    assert jobs.claim(claimed_by_me.pk, claimed_by_me.tenant_id)  # this process: a worker that lives
 
     assert jobs.sweep() == jobs.Swept(requeued=[], failed=[])
 

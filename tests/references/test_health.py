@@ -490,14 +490,16 @@ class TestLargeIntegrations:
         shop_order(world, "5002", "1002")
         link(world, "5002", "INV-2")
         admin_client.post(url(world, "health-scan"))
-        jobs.execute(Job.objects.get(kind="health_scan").pk)
+        scan = Job.objects.get(kind="health_scan")
+        jobs.execute(scan.pk, scan.tenant_id)
         erp_only(world, "INV-9", "1001")
         assert finding_rows(health_page(admin_client, world, "duplicates")) == []
 
         response = admin_client.post(url(world, "health-scan"))
 
         assert response.status_code == 302
-        jobs.execute(Job.objects.filter(kind="health_scan").latest("pk").pk)
+        scan = Job.objects.filter(kind="health_scan").latest("pk")
+        jobs.execute(scan.pk, scan.tenant_id)
         (shown,) = finding_rows(health_page(admin_client, world, "duplicates"))
         assert "INV-9" in shown
 
