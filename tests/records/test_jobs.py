@@ -465,7 +465,9 @@ def test_the_sweeper_leaves_a_job_that_waits_in_the_queue_and_a_live_worker_s_jo
     linked(world, 4)
     waiting = services.start_delete_all_job(world.integration, "order", world.actor, 4)
     claimed_by_me = services.start_delete_all_job(world.integration, "article", world.actor, 4)
-    assert jobs.claim(claimed_by_me.pk, claimed_by_me.tenant_id)  # this process: a worker that lives
+    assert jobs.claim(
+        claimed_by_me.pk, claimed_by_me.tenant_id
+    )  # this process: a worker that lives
 
     assert jobs.sweep() == jobs.Swept(requeued=[], failed=[])
 
