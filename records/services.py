@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
+from common.citus.tables import uses_citus_backend
 from common.errors import NotAllowed
 from common.paging import FeedPosition, decode_feed_cursor, encode_feed_cursor, feed_after
 
@@ -353,7 +354,7 @@ CITUS_FEED_HORIZON_SQL = (
 
 def feed_horizon() -> Q:
     """Only rows of transactions that have ended (see FEED_HORIZON_SQL)."""
-    if db_connection.settings_dict["ENGINE"] != "config.citus":
+    if not uses_citus_backend(db_connection):
         return FEED_HORIZON
     with db_connection.cursor() as cursor:
         cursor.execute(CITUS_FEED_HORIZON_SQL)

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from psycopg.pq import TransactionStatus
 
+from common.citus.tables import uses_citus_backend
 from records.audit import Actor
 
 from .factories import (
@@ -175,10 +176,7 @@ def _tests_may_fan_out(execute, sql, params, many, context):
 
 @pytest.fixture(autouse=True)
 def _fan_out_guard_for_the_app_only():
-    if (
-        connection.settings_dict["ENGINE"] != "config.citus"
-        or os.environ.get("CITUS_FAN_OUT") != "error"
-    ):
+    if not uses_citus_backend(connection) or os.environ.get("CITUS_FAN_OUT") != "error":
         yield
         return
     with connection.execute_wrapper(_tests_may_fan_out):

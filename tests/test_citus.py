@@ -21,7 +21,14 @@ from django.db import (
 )
 from django.test.utils import CaptureQueriesContext
 
-from common.citus.tables import DISTRIBUTED, DISTRIBUTION_COLUMN, LOCAL, REFERENCE, is_citus
+from common.citus.tables import (
+    DISTRIBUTED,
+    DISTRIBUTION_COLUMN,
+    LOCAL,
+    REFERENCE,
+    is_citus,
+    uses_citus_backend,
+)
 from integrations import apikeys
 from records.models import RemoteId, writing
 
@@ -36,7 +43,7 @@ from .factories import (
 
 on_postgres = pytest.mark.postgres
 on_citus = pytest.mark.skipif(
-    connection.vendor != "postgresql" or connection.settings_dict["ENGINE"] != "config.citus",
+    not uses_citus_backend(connection),
     reason="needs DATABASE_URL=citus://… (make test-citus)",
 )
 

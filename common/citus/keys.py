@@ -20,12 +20,18 @@ from .tables import DISTRIBUTED, DISTRIBUTION_COLUMN
 COLUMN = DISTRIBUTION_COLUMN
 
 
+# Constraints with their columns in key order (array_agg(a.attname ORDER BY k.ord)).
+CONSTRAINT_COLUMNS = (
+    "FROM pg_constraint c "
+    "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) "
+    "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
+)
+
+
 def _primary_key(cursor, table: str) -> tuple[str, list[str]] | None:
     cursor.execute(
-        "SELECT c.conname, array_agg(a.attname ORDER BY k.ord) "
-        "FROM pg_constraint c "
-        "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) "
-        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
+        "SELECT c.conname, array_agg(a.attname ORDER BY k.ord) "  # noqa: S608 (fixed SQL)
+        f"{CONSTRAINT_COLUMNS}"
         "WHERE c.contype = 'p' AND c.conrelid = %s::regclass GROUP BY c.conname",
         [table],
     )
@@ -36,10 +42,8 @@ def _primary_key(cursor, table: str) -> tuple[str, list[str]] | None:
 def _keys_pointing_at(cursor, table: str) -> list[tuple[str, str, list[str]]]:
     """Foreign keys that point at `table`: (from table, name, from columns)."""
     cursor.execute(
-        "SELECT c.conrelid::regclass::text, c.conname, array_agg(a.attname ORDER BY k.ord) "
-        "FROM pg_constraint c "
-        "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) "
-        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
+        "SELECT c.conrelid::regclass::text, c.conname, array_agg(a.attname ORDER BY k.ord) "  # noqa: S608
+        f"{CONSTRAINT_COLUMNS}"
         "WHERE c.contype = 'f' AND c.confrelid = %s::regclass "
         "GROUP BY c.conrelid, c.conname",
         [table],

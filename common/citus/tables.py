@@ -92,7 +92,7 @@ def fan_out_allowed(connection=None):
     from django.db import connection as default_connection
 
     connection = connection or default_connection
-    if connection.vendor != "postgresql" or connection.settings_dict["ENGINE"] != "config.citus":
+    if not uses_citus_backend(connection):
         yield
         return
     with connection.cursor() as cursor:
@@ -107,7 +107,15 @@ def fan_out_allowed(connection=None):
             cursor.execute("SELECT set_config(%s, %s, false)", [GUARD, before or "off"])
 
 
+def uses_citus_backend(connection) -> bool:
+    """Whether the connection is the app's `citus://` backend (config/citus), which runs the
+    statements that differ on a cluster. is_citus() asks the database instead."""
+    return connection.settings_dict["ENGINE"] == "config.citus"
+
+
 def is_citus(connection) -> bool:
+    """Whether the database has the citus extension, whatever backend reaches it (migrations,
+    the bench's loader)."""
     if connection.vendor != "postgresql":
         return False
     with connection.cursor() as cursor:

@@ -10,9 +10,10 @@ from django.db.backends.postgresql import creation
 
 
 def _node_params(settings_dict: dict, **override) -> dict:
+    host, port = coordinator_address(settings_dict)
     params = {
-        "host": settings_dict.get("HOST") or "127.0.0.1",
-        "port": settings_dict.get("PORT") or 5432,
+        "host": host,
+        "port": port,
         "user": settings_dict.get("USER") or None,
         "password": settings_dict.get("PASSWORD") or None,
         "dbname": "postgres",
@@ -20,6 +21,11 @@ def _node_params(settings_dict: dict, **override) -> dict:
     }
     params.update(override)
     return {key: value for key, value in params.items() if value is not None}
+
+
+def coordinator_address(settings_dict: dict) -> tuple[str, int]:
+    """The coordinator's host and port: the database settings' own."""
+    return settings_dict.get("HOST") or "127.0.0.1", int(settings_dict.get("PORT") or 5432)
 
 
 def workers(settings_dict: dict) -> list[tuple[str, int]]:
@@ -43,8 +49,7 @@ def create_database(settings_dict: dict, name: str) -> None:
             "The coordinator's postgres database lists no workers (pg_dist_node): "
             "is this a Citus cluster?"
         )
-    coordinator_host = settings_dict.get("HOST") or "127.0.0.1"
-    coordinator_port = int(settings_dict.get("PORT") or 5432)
+    coordinator_host, coordinator_port = coordinator_address(settings_dict)
     for host, port in [(coordinator_host, coordinator_port), *nodes]:
         with psycopg.connect(**_node_params(settings_dict, host=host, port=port)) as node:
             exists = node.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
@@ -68,9 +73,7 @@ def create_database(settings_dict: dict, name: str) -> None:
 
 def drop_database(settings_dict: dict, name: str) -> None:
     """Drop database `name` everywhere. WITH (FORCE): Citus keeps connections open to it."""
-    nodes = workers(settings_dict)
-    coordinator = (settings_dict.get("HOST") or "127.0.0.1", settings_dict.get("PORT") or 5432)
-    for host, port in [coordinator, *nodes]:
+    for host, port in [coordinator_address(settings_dict), *workers(settings_dict)]:
         with psycopg.connect(**_node_params(settings_dict, host=host, port=port)) as node:
             _each_node_itself(node)
             node.execute(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")

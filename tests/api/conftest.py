@@ -5,6 +5,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from common.citus.tables import uses_citus_backend
 from integrations import apikeys
 from integrations.models import Connector
 from tests.factories import ConnectionFactory, ConnectorFactory
@@ -14,7 +15,7 @@ def feed_queries(page_queries: int) -> int:
     """A feed page's queries: on Citus one more, the horizon read on the coordinator first
     (records.services.feed_horizon). Two-phase commits that earlier tests' setup left for
     Citus's periodic recovery are forgotten first, as the feed would (two queries more)."""
-    if connection.settings_dict["ENGINE"] != "config.citus":
+    if not uses_citus_backend(connection):
         return page_queries
     with connection.cursor() as cursor:
         cursor.execute("SELECT recover_prepared_transactions()")
